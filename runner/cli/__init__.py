@@ -1,0 +1,84 @@
+"""The `recipe` command line: a click group whose commands load lazily.
+
+Each command lives in its own module under `runner.cli` and is imported only when it
+runs, so `recipe lint` never pays for importing torch or TRL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+# command name -> "module:attribute" under runner.cli
+COMMANDS: dict[str, str] = {
+    "lint": "runner.cli.lint_cmd:lint",
+    "list": "runner.cli.catalog_cmd:list_recipes",
+    "show": "runner.cli.catalog_cmd:show",
+    "new": "runner.cli.catalog_cmd:new",
+    "explain": "runner.cli.catalog_cmd:explain",
+    "plan": "runner.cli.plan_cmd:plan",
+    "preview": "runner.cli.run_cmd:preview",
+    "run": "runner.cli.run_cmd:run",
+    "infer": "runner.cli.after_cmd:infer",
+    "chat": "runner.cli.after_cmd:chat",
+    "merge": "runner.cli.after_cmd:merge",
+    "eval": "runner.cli.after_cmd:eval_",
+}
+
+HELP = {
+    "lint": "Check recipes against the schema and the rule table.",
+    "list": "List the shipped recipes.",
+    "show": "Print a resolved recipe, or the arguments it expands to.",
+    "new": "Copy a recipe (comments kept) and adapt it to your data or model.",
+    "explain": "Explain a recipe key in plain words.",
+    "plan": "Estimate peak GPU memory, term by term, before any download.",
+    "preview": "Render training examples and show which tokens are trained.",
+    "run": "Lint, prepare and train a recipe under accelerate launch.",
+    "infer": "Generate from a trained run or model.",
+    "chat": "Chat with a trained run in the terminal.",
+    "merge": "Merge a LoRA/QLoRA adapter into its base model.",
+    "eval": "Loss, perplexity and sample generations for a trained run.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._available(name)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None  # command not built yet
+            raise
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing help must not import every command module (and with them torch).
+        rows = [(name, HELP[name]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        module_name = COMMANDS[name].split(":")[0]
+        return importlib.util.find_spec(module_name) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="recipe-runner")
+def main() -> None:
+    """recipe: YAML recipes for fine-tuning language models with TRL.
+
+    RECIPE arguments take a path or the name of a shipped recipe (see `recipe list`).
+    """

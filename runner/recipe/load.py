@@ -1,0 +1,248 @@
+"""Read a recipe file into plain data while keeping the position of every key and item.
+
+YAML 1.2 (`2e-5` is a float), duplicate keys rejected, and a YAML syntax error becomes a
+diagnostic with its line and column instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from runner.recipe.diagnostics import ERROR, Diagnostic, RecipeError
+
+KeyPath = tuple[str | int, ...]
+
+
+def round_trip_yaml() -> YAML:
+    """The YAML reader/writer used everywhere: YAML 1.2, comments and layout kept."""
+    yaml = YAML(typ="rt")
+    yaml.version = None  # YAML 1.2 core schema; no `%YAML` directive written back
+    yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 100
+    return yaml
+
+
+@dataclass
+class Recipe:
+    """A recipe as written: its text, its round-trip document and its plain data.
+
+    `data` is plain dicts/lists/scalars (overrides already applied); `doc` keeps comments
+    and positions for diagnostics and for `recipe new`. `overrides` maps the dotted key of
+    every `--set` value to the argument that set it.
+    """
+
+    path: Path
+    display: str
+    text: str
+    doc: Any
+    data: dict[str, Any]
+    overrides: dict[KeyPath, str] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.resolve().parent
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the file as written (before overrides)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def locate(self, key: Iterable[str | int]) -> tuple[str, int, int]:
+        """(file, line, column) for a key path; the nearest existing parent if absent.
+
+        Values set with `--set` point at the override argument instead of the file.
+        """
+        key = tuple(key)
+        for depth in range(len(key), -1, -1):
+            prefix = key[:depth]
+            if prefix in self.overrides:
+                return f"--set {self.overrides[prefix]}", 0, 0
+        line, column = position_of(self.doc, key)
+        return self.display, line, column
+
+    def diagnostic(
+        self,
+        rule: str,
+        key: Iterable[str | int],
+        message: str,
+        hint: str = "",
+        severity: str = ERROR,
+    ) -> Diagnostic:
+        """A diagnostic about `key` in this recipe, with its position filled in."""
+        key = tuple(key)
+        file, line, column = self.locate(key)
+        return Diagnostic(
+            rule=rule,
+            severity=severity,
+            message=message,
+            hint=hint,
+            file=file,
+            line=line,
+            column=column,
+            key=dotted(key),
+        )
+
+
+def dotted(key: Iterable[str | int]) -> str:
+    return ".".join(str(part) for part in key)
+
+
+def position_of(doc: Any, key: KeyPath) -> tuple[int, int]:
+    """1-based (line, column) of the deepest part of `key` present in `doc`."""
+    line, column = (1, 1) if doc is not None else (0, 0)
+    node = doc
+    for part in key:
+        if isinstance(node, CommentedMap) and part in node:
+            ln, col = node.lc.key(part)
+            line, column = ln + 1, col + 1
+            node = node[part]
+        elif (
+            isinstance(node, CommentedSeq)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        ):
+            ln, col = node.lc.item(part)
+            line, column = ln + 1, col + 1
+            node = node[part]
+        else:
+            break
+    return line, column
+
+
+def to_plain(node: Any) -> Any:
+    """ruamel's commented containers and scalar subclasses -> plain Python values."""
+    if isinstance(node, dict):
+        return {str(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def parse_yaml(text: str, display: str) -> Any:
+    """Parse YAML text into a round-trip document, or raise RecipeError with a position."""
+    try:
+        return round_trip_yaml().load(io.StringIO(text))
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        raise RecipeError(
+            [
+                Diagnostic(
+                    rule="yaml-duplicate-key",
+                    severity=ERROR,
+                    message=_first_line(exc.problem or "duplicate key"),
+                    hint="each key may appear once per block; delete or merge the repeated one",
+                    file=display,
+                    line=mark.line + 1 if mark else 0,
+                    column=mark.column + 1 if mark else 0,
+                )
+            ]
+        ) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise RecipeError(
+            [
+                Diagnostic(
+                    rule="yaml-syntax",
+                    severity=ERROR,
+                    message=f"invalid YAML: {problem}",
+                    hint="check indentation (spaces only) and quoting near this position",
+                    file=display,
+                    line=mark.line + 1 if mark else 0,
+                    column=mark.column + 1 if mark else 0,
+                )
+            ]
+        ) from None
+    except YAMLError as exc:
+        raise RecipeError(
+            [
+                Diagnostic(
+                    rule="yaml-syntax",
+                    severity=ERROR,
+                    message=f"invalid YAML: {_first_line(str(exc))}",
+                    hint="check the file is YAML",
+                    file=display,
+                )
+            ]
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Read and parse a recipe file and apply `--set key=value` overrides.
+
+    Raises RecipeError (never a bare exception) for a missing file, invalid YAML, a
+    document that is not a mapping, or a malformed override. Schema and rules are checked
+    later, by `runner.lint`.
+    """
+    from runner.recipe.overrides import apply_overrides
+
+    path = Path(path)
+    display = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(
+            [
+                Diagnostic(
+                    rule="file-not-found",
+                    severity=ERROR,
+                    message=f"no such recipe file: {display}",
+                    hint="give a path to a .yaml file or a shipped recipe name (`recipe list`)",
+                    file=display,
+                )
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(
+            [
+                Diagnostic(
+                    rule="file-unreadable",
+                    severity=ERROR,
+                    message=f"cannot read {display}: {exc}",
+                    hint="check the path and that the file is UTF-8 text",
+                    file=display,
+                )
+            ]
+        ) from None
+    doc = parse_yaml(text, display)
+    if not isinstance(doc, CommentedMap):
+        raise RecipeError(
+            [
+                Diagnostic(
+                    rule="recipe-not-mapping",
+                    severity=ERROR,
+                    message="a recipe must be a YAML mapping of keys to values",
+                    hint="start from a shipped recipe: `recipe new mine.yaml --from demo-uppercase`",
+                    file=display,
+                    line=1,
+                    column=1,
+                )
+            ]
+        )
+    data = to_plain(doc)
+    data, set_keys = apply_overrides(data, list(overrides), display)
+    return Recipe(path=path, display=display, text=text, doc=doc, data=data, overrides=set_keys)
