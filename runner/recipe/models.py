@@ -1,0 +1,119 @@
+"""A model's architecture without downloading it.
+
+`model_config` finds a recipe's model `config.json` fields from, in order: the recipe's
+own `model.config`, a local model directory, the Hugging Face cache when the model was
+downloaded before, or the built-in table of the architectures the shipped recipes use.
+It never touches the network and never imports transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# config.json fields of the shipped recipes' models (as published on the hub).
+KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
+    "meta-llama/Llama-3.2-1B-Instruct": {
+        "model_type": "llama",
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16",
+    },
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": {
+        "model_type": "llama",
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "vocab_size": 32000,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+    },
+    "huggyllama/llama-7b": {
+        "model_type": "llama",
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float16",
+    },
+}
+KNOWN_CONFIGS["meta-llama/Llama-3.2-1B"] = KNOWN_CONFIGS["meta-llama/Llama-3.2-1B-Instruct"]
+KNOWN_CONFIGS["TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T"] = KNOWN_CONFIGS[
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+]
+
+
+def hub_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(home) / "hub"
+
+
+def cached_config_path(model_id: str, revision: str | None = None) -> Path | None:
+    """config.json of `model_id` in the local Hugging Face cache, if it is there."""
+    repo = hub_cache_dir() / ("models--" + model_id.replace("/", "--"))
+    snapshots = repo / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    ref = revision or "main"
+    ref_file = repo / "refs" / ref
+    if ref_file.is_file():
+        candidate = snapshots / ref_file.read_text().strip() / "config.json"
+        if candidate.is_file():
+            return candidate
+    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def model_config(model: dict[str, Any], recipe_dir: Path | None = None) -> dict[str, Any] | None:
+    """The architecture fields of a recipe's `model` block, or None when unknown.
+
+    `model` may be the recipe's raw block (relative paths taken from `recipe_dir`) or the
+    resolved one (absolute paths).
+    """
+    if isinstance(model.get("config"), dict):
+        return dict(model["config"])
+    model_id = model.get("id")
+    if not isinstance(model_id, str):
+        return None
+    local = Path(model_id).expanduser()
+    if not local.is_absolute() and recipe_dir is not None:
+        local = recipe_dir / local
+    if (local / "config.json").is_file():
+        return _read_json(local / "config.json")
+    if local.suffix == ".json" and local.is_file():
+        return _read_json(local)
+    cached = cached_config_path(model_id, model.get("revision"))
+    if cached is not None:
+        config = _read_json(cached)
+        if config is not None:
+            return config
+    known = KNOWN_CONFIGS.get(model_id)
+    return dict(known) if known else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
