@@ -1,0 +1,49 @@
+"""The learning-rate sanity rule: far outside the usual range for the method."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from runner.lint.rules.base import Finding, Rule, RuleContext
+from runner.recipe.diagnostics import WARNING
+
+# method -> (low, high, usual range in words)
+USUAL_RANGES = {
+    "full": (1e-7, 1e-4, "1e-6 to 5e-5"),
+    "lora": (1e-6, 1e-2, "5e-5 to 5e-4"),
+    "qlora": (1e-6, 1e-2, "5e-5 to 5e-4"),
+}
+
+
+def _learning_rate_unusual(ctx: RuleContext) -> Iterator[Finding]:
+    rate = ctx.training.get("learning_rate")
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        return
+    if "config" in ctx.model:
+        return  # a model built from model.config trains from scratch, not fine-tuning
+    bounds = USUAL_RANGES.get(ctx.method)  # type: ignore[arg-type]
+    if bounds is None:
+        return
+    low, high, usual = bounds
+    if rate > high or rate < low:
+        yield Finding(
+            ("training", "learning_rate"),
+            {
+                "rate": rate,
+                "method": ctx.method,
+                "usual": usual,
+                "direction": "high" if rate > high else "low",
+            },
+        )
+
+
+RULES = [
+    Rule(
+        "learning-rate-unusual",
+        WARNING,
+        "learning_rate {rate:g} is very {direction} for {method} fine-tuning (usual: {usual})",
+        "too high makes the loss jump or the model forget what it knew; too low barely moves "
+        "the weights - start from {usual}",
+        _learning_rate_unusual,
+    ),
+]

@@ -1,0 +1,78 @@
+"""Rules about numeric precision: bf16/fp16 flags, model dtype and the card's support."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from runner.lint.rules.base import Finding, Rule, RuleContext
+from runner.recipe.diagnostics import ERROR, WARNING
+
+
+def _fp16_and_bf16(ctx: RuleContext) -> Iterator[Finding]:
+    if ctx.training.get("bf16") is True and ctx.training.get("fp16") is True:
+        yield Finding(("training", "fp16"))
+
+
+def _bf16_unsupported(ctx: RuleContext) -> Iterator[Finding]:
+    card = ctx.card
+    if card is None or card.bf16:
+        return
+    where = {"card": card.name if card.name != "custom" else card.label}
+    if ctx.setting("bf16") is True:
+        if "bf16" in ctx.training:
+            yield Finding(("training", "bf16"), where)
+        else:
+            yield Finding(
+                ("training",) if "training" in ctx.data else ("hardware",),
+                where,
+                message="TRL turns bf16 on by default (training sets neither bf16 nor fp16), "
+                "but {card} has no bfloat16 support",
+            )
+    if ctx.model.get("dtype") == "bfloat16":
+        yield Finding(
+            ("model", "dtype"), where, message="model.dtype bfloat16 is not supported by {card}"
+        )
+    quant = ctx.block("quantization")
+    if quant.get("bnb_4bit_compute_dtype") == "bfloat16":
+        yield Finding(
+            ("quantization", "bnb_4bit_compute_dtype"),
+            where,
+            message="bnb_4bit_compute_dtype bfloat16 is not supported by {card}",
+        )
+
+
+def _dtype_mismatch(ctx: RuleContext) -> Iterator[Finding]:
+    dtype = ctx.model.get("dtype")
+    training = ctx.training
+    if dtype == "float16" and training.get("bf16") is True:
+        yield Finding(("model", "dtype"), {"dtype": dtype, "flag": "bf16"})
+    elif dtype == "bfloat16" and training.get("fp16") is True:
+        yield Finding(("model", "dtype"), {"dtype": dtype, "flag": "fp16"})
+
+
+RULES = [
+    Rule(
+        "fp16-and-bf16",
+        ERROR,
+        "training turns on both fp16 and bf16; only one mixed precision can be used",
+        "keep bf16: true on cards that support it (RTX 30xx and newer, A100, H100), "
+        "else fp16: true and bf16: false",
+        _fp16_and_bf16,
+    ),
+    Rule(
+        "bf16-unsupported",
+        ERROR,
+        "training.bf16 is on, but {card} has no bfloat16 support",
+        "set training.bf16: false and training.fp16: true (and model.dtype: float16), "
+        "or change hardware if the recipe targets another card",
+        _bf16_unsupported,
+    ),
+    Rule(
+        "dtype-mismatch",
+        WARNING,
+        "model.dtype {dtype} does not match training.{flag}: true",
+        "use model.dtype bfloat16 with bf16, float16 with fp16 (or leave model.dtype out to "
+        "derive it)",
+        _dtype_mismatch,
+    ),
+]

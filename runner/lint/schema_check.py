@@ -1,0 +1,284 @@
+"""JSON Schema validation of a recipe, with each error turned into a friendly diagnostic.
+
+jsonschema's own messages ("Additional properties are not allowed", a oneOf dump) are
+rewritten into what a user can act on: the key, what is wrong in words, and a fix
+(closest known key, allowed values, the key's description).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from runner.lint.rules.renamed_keys import KEY_FIXES
+from runner.lint.spelling import closest
+from runner.recipe.diagnostics import Diagnostic
+from runner.recipe.load import Recipe, dotted
+from runner.recipe.resolve import load_schema
+
+TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping (key: value lines)",
+    "array": "a list",
+    "null": "null",
+}
+# keys whose absence has its own rule ID
+REQUIRED_RULES = {"output_dir": "output-dir-missing"}
+LIBRARY_BLOCKS = {"training": "SFTConfig", "lora": "LoraConfig", "quantization": "BitsAndBytesConfig"}
+
+
+@functools.cache
+def validator() -> Any:
+    """The Draft 2020-12 validator of the committed schema (built once per process)."""
+    import jsonschema  # ~0.1 s; only paid by commands that validate
+
+    return jsonschema.Draft202012Validator(load_schema())
+
+
+def schema_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
+    """Every schema error in `data`, as diagnostics positioned in `recipe`."""
+    diagnostics: list[Diagnostic] = []
+    for error in validator().iter_errors(data):
+        diagnostics.extend(_describe(recipe, error))
+    return diagnostics
+
+
+def describe_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _expected(types: Any) -> str:
+    if isinstance(types, str):
+        types = [types]
+    words = [TYPE_WORDS.get(t, t) for t in types]
+    return " or ".join(words)
+
+
+def _where(path: tuple) -> str:
+    return dotted(path) if path else "the recipe"
+
+
+def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    key = _where(path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if kind == "additionalProperties":
+        return _unknown_keys(recipe, path, error.instance, schema)
+    if kind == "required":
+        match = re.match(r"'(.+?)' is a required property", error.message)
+        missing = match.group(1) if match else str(error.validator_value)
+        description = schema.get("properties", {}).get(missing, {}).get("description", "")
+        where = f"in {key}" if path else "in the recipe"
+        hint = f"add `{missing}:`" + (f" - {description}" if description else "")
+        return [
+            recipe.diagnostic(
+                REQUIRED_RULES.get(missing, "missing-key") if not path else "missing-key",
+                path,
+                f"required key '{missing}' is missing {where}",
+                hint,
+            )
+        ]
+    if kind == "type":
+        return [
+            recipe.diagnostic(
+                "wrong-type",
+                path,
+                f"{key} must be {_expected(error.validator_value)}, not "
+                f"{describe_type(error.instance)}",
+                _type_hint(error.validator_value, error.instance),
+            )
+        ]
+    if kind == "enum":
+        allowed = [str(v) for v in error.validator_value]
+        guess = closest(str(error.instance), allowed) if isinstance(error.instance, str) else None
+        hint = f"did you mean '{guess}'? " if guess else ""
+        return [
+            recipe.diagnostic(
+                "bad-value",
+                path,
+                f"{key} is {error.instance!r}, not one of the allowed values",
+                hint + "allowed: " + ", ".join(allowed),
+            )
+        ]
+    if kind == "const":
+        return [
+            recipe.diagnostic(
+                "bad-value",
+                path,
+                f"{key} must be {error.validator_value!r}, not {error.instance!r}",
+                f"write `{path[-1] if path else key}: {error.validator_value}`",
+            )
+        ]
+    if kind in ("oneOf", "anyOf"):
+        return _alternatives(recipe, path, error)
+    if kind == "propertyNames":
+        allowed = schema.get("propertyNames", {}).get("enum", [])
+        bad = [k for k in error.instance if k not in allowed] if allowed else []
+        return [
+            recipe.diagnostic(
+                "unknown-key",
+                (*path, name),
+                f"'{name}' is not a field of any data format",
+                _did_you_mean(name, allowed) + "fields: " + ", ".join(allowed),
+            )
+            for name in bad
+        ] or [recipe.diagnostic("bad-value", path, f"{key}: {error.message}", "")]
+    return [_bound(recipe, path, key, error)]
+
+
+def _type_hint(expected: Any, value: Any) -> str:
+    expected = [expected] if isinstance(expected, str) else list(expected)
+    if "number" in expected and isinstance(value, str):
+        return "write the number without quotes, e.g. 2e-5 or 0.0002"
+    if "integer" in expected and isinstance(value, float):
+        return "write a whole number, e.g. 4"
+    if "boolean" in expected and isinstance(value, str):
+        return "write true or false without quotes"
+    if "string" in expected and isinstance(value, bool):
+        return "quote it ('no', 'yes', 'off' ...) so YAML reads it as text"
+    if "array" in expected:
+        return "write a list, e.g. [q_proj, v_proj]"
+    if "object" in expected:
+        return "write a mapping, one `key: value` per indented line"
+    return ""
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    guess = closest(word, candidates)
+    return f"did you mean '{guess}'? " if guess else ""
+
+
+def _unknown_keys(
+    recipe: Recipe, path: tuple, instance: Any, schema: dict[str, Any]
+) -> list[Diagnostic]:
+    known = list(schema.get("properties", {}))
+    block = str(path[-1]) if len(path) == 1 else ""
+    out = []
+    for name in instance:
+        if name in known:
+            continue
+        if len(path) <= 1 and (block, name) in KEY_FIXES:
+            continue  # renamed_keys rules say where it went
+        where = _where(path)
+        hint = _did_you_mean(name, known)
+        if not hint and not path:
+            home = _block_holding(name)
+            if home:
+                hint = f"{name} belongs under {home}: move it there. "
+        if block in LIBRARY_BLOCKS:
+            hint += f"{block} takes {LIBRARY_BLOCKS[block]} fields; see `recipe explain {block}`"
+        elif not hint:
+            hint = "known keys: " + ", ".join(known)
+        out.append(
+            recipe.diagnostic(
+                "unknown-key",
+                (*path, name),
+                f"unknown key '{name}' in {where}",
+                hint.strip(),
+            )
+        )
+    return out
+
+
+def _block_holding(name: str) -> str | None:
+    schema = load_schema()
+    for block in ("training", "lora", "quantization", "model"):
+        props = _resolve_ref(schema["properties"][block], schema).get("properties", {})
+        if name in props:
+            return block
+    return None
+
+
+def _resolve_ref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        for part in ref[2:].split("/"):
+            root = root[part]
+        return root
+    return node
+
+
+def _alternatives(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    key = _where(path)
+    if path == ("model",):
+        instance = error.instance if isinstance(error.instance, dict) else {}
+        if "id" in instance and "config" in instance:
+            message = "model has both id and config; give one of them"
+            hint = "keep id to fine-tune a pretrained model, or config (+ tokenizer) to train from scratch"
+        elif "config" in instance:
+            message = "model.config needs model.tokenizer (a hub id, local folder or byte-level)"
+            hint = "add `tokenizer: byte-level` or the tokenizer's hub id under model"
+        else:
+            message = "model needs id (a hub id or local model folder)"
+            hint = "add `id: meta-llama/Llama-3.2-1B-Instruct` (or any model) under model"
+        return [recipe.diagnostic("model-source", path, message, hint)]
+    context = list(error.context or [])
+    # A value of the wrong type for every alternative: say which types would do.
+    if context and all(c.validator == "type" and not c.absolute_path for c in context):
+        types = [c.validator_value for c in context]
+        flat = [t for item in types for t in ([item] if isinstance(item, str) else item)]
+        return [
+            recipe.diagnostic(
+                "wrong-type",
+                path,
+                f"{key} must be {_expected(list(dict.fromkeys(flat)))}, not "
+                f"{describe_type(error.instance)}",
+                _type_hint(flat, error.instance),
+            )
+        ]
+    if path and path[-1] == "eval" and path[:-1] == ("data",):
+        return [
+            recipe.diagnostic(
+                "bad-value",
+                path,
+                "data.eval must be {fraction: 0.05} or a list of sources",
+                "write `eval: {fraction: 0.05}` or `eval: [{source: my-eval.jsonl, format: alpaca}]`",
+            )
+        ]
+    # Otherwise describe the alternative that came closest (the deepest error).
+    if context:
+        import jsonschema.exceptions
+
+        best = jsonschema.exceptions.best_match(context)
+        if best is not None:
+            return _describe(recipe, best)
+    return [recipe.diagnostic("bad-value", path, f"{key}: {error.message}", "")]
+
+
+def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
+    kind, limit, value = error.validator, error.validator_value, error.instance
+    words = {
+        "minimum": f"at least {limit}",
+        "maximum": f"at most {limit}",
+        "exclusiveMinimum": f"greater than {limit}",
+        "exclusiveMaximum": f"less than {limit}",
+    }
+    description = (error.schema or {}).get("description", "") if isinstance(error.schema, dict) else ""
+    if kind in words:
+        message = f"{key} must be {words[kind]}, not {value!r}"
+    elif kind == "minLength":
+        message = f"{key} must not be empty"
+    elif kind == "minItems":
+        message = f"{key} needs at least {limit} item(s)"
+    elif kind == "pattern":
+        message = f"{key} {value!r} does not match the pattern {limit}"
+    else:
+        message = f"{key}: {error.message}"
+    return recipe.diagnostic("bad-value", path, message, description)
