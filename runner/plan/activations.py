@@ -1,0 +1,150 @@
+"""Activation memory: the tensors autograd keeps for backward, per token.
+
+Each decoder layer is walked op by op the way transformers 5's Llama block runs it, and
+every tensor an op saves for backward is named, so a tensor saved by two ops (the norm
+output read by q, k and v) counts once, as `saved_tensors_hooks` deduplicated by storage
+would count it. Sizes are bytes per token of the micro-batch.
+"""
+
+from __future__ import annotations
+
+from runner.plan.architecture import Architecture
+from runner.plan.setup import Setup
+
+# TRL 1.16's fused LM head (trl/kernels/chunked_logprob.py): tiles of 4096 tokens x
+# 32768 vocabulary entries in the compute dtype, recomputed in backward.
+LM_TOKEN_CHUNK = 4096
+LM_VOCAB_CHUNK = 32768
+
+
+def _lora_input(
+    saved: dict[str, int], name: str, x_name: str, width: int, setup: Setup, a: int
+) -> None:
+    """What a LoRA branch saves for the adapter on `name` (input `x_name`, width `width`)."""
+    casts = setup.method == "lora" and setup.mixed_precision != "no"
+    if setup.lora_dropout > 0:
+        saved[f"{name}.dropout_mask"] = width  # bool mask
+        saved[f"{name}.lora_in"] = (2 if casts else a) * width
+    elif casts:
+        # fp32 adapter under bf16 autocast: PEFT casts x to fp32, autocast back to bf16
+        saved[f"{name}.lora_in"] = 2 * width
+    elif setup.method == "lora" and a != 4:
+        saved[f"{name}.lora_in"] = 4 * width  # fp32 adapter, no autocast: fp32 copy
+    else:
+        saved[x_name] = a * width
+    saved[f"{name}.lora_mid"] = (
+        2 if casts else (4 if setup.method == "lora" else a)
+    ) * setup.lora_r
+
+
+def _linear(
+    saved: dict[str, int], name: str, x_name: str, width: int, setup: Setup, a: int
+) -> None:
+    if setup.method == "full":
+        saved[x_name] = a * width
+    elif name in setup.lora_targets:
+        _lora_input(saved, name, x_name, width, setup, a)
+
+
+def _norm(saved: dict[str, int], name: str, x_name: str, hidden: int, setup: Setup, a: int) -> None:
+    """RMSNorm in float32: x.float(), pow, mean, rsqrt, mul, .to(dtype), weight *."""
+    saved[x_name if a == 4 else f"{name}.f32"] = 4 * hidden
+    saved[f"{name}.rsqrt"] = 4
+    if setup.method == "full":
+        saved[f"{name}.normed"] = a * hidden
+
+
+def layer_saved(arch: Architecture, setup: Setup, seq: int, mask: bool) -> dict[str, int]:
+    """Tensors one decoder layer saves for backward, name -> bytes per token.
+
+    `mask`: the batch carries a padding mask, so sdpa gets repeated k/v heads instead of
+    native GQA (transformers' use_gqa_in_sdpa).
+    """
+    a = setup.activation_bytes
+    h, i = arch.hidden, arch.intermediate
+    saved: dict[str, int] = {}
+    _norm(saved, "ln1", "x_in", h, setup, a)
+    for name in ("q_proj", "k_proj", "v_proj"):
+        _linear(saved, name, "ln1.out", h, setup, a)
+    repeat = arch.kv_heads != arch.heads and (mask or setup.attn == "eager")
+    if setup.attn == "eager":
+        saved["q_rot"] = a * arch.q_dim
+        saved["k_rep"] = a * arch.q_dim
+        saved["v_rep"] = a * arch.q_dim
+        saved["probs_f32"] = 4 * arch.heads * seq
+        if a != 4:
+            saved["probs"] = a * arch.heads * seq
+    else:
+        saved["q_rot"] = a * arch.q_dim
+        saved["k_rep" if repeat else "k_rot"] = a * (arch.q_dim if repeat else arch.kv_dim)
+        saved["v_rep" if repeat else "v"] = a * (arch.q_dim if repeat else arch.kv_dim)
+        saved["attn_out"] = a * arch.q_dim
+        saved["lse"] = 4 * arch.heads
+    _linear(saved, "o_proj", "o_in", arch.q_dim, setup, a)
+    _norm(saved, "ln2", "x_mid", h, setup, a)
+    for name in ("gate_proj", "up_proj"):
+        _linear(saved, name, "ln2.out", h, setup, a)
+    saved["gate"] = a * i
+    saved["act"] = a * i
+    saved["up"] = a * i
+    _linear(saved, "down_proj", "prod", i, setup, a)
+    return saved
+
+
+def layer_bytes_per_token(arch: Architecture, setup: Setup, seq: int, mask: bool) -> int:
+    return sum(layer_saved(arch, setup, seq, mask).values())
+
+
+def head_saved_per_token(arch: Architecture, setup: Setup) -> int:
+    """Final norm and TRL's fused LM head: what they keep for backward, per token."""
+    a = setup.activation_bytes
+    saved: dict[str, int] = {}
+    _norm(saved, "final_norm", "x_out", arch.hidden, setup, a)
+    # hidden[mask] copy, int64 targets, float32 log Z and entropy, bool label mask
+    return sum(saved.values()) + a * arch.hidden + 8 + 4 + 4 + 1
+
+
+def lm_head_backward_transient(arch: Architecture, setup: Setup, tokens: int) -> int:
+    """Scratch of the fused LM head's backward, the first thing backward runs.
+
+    fp32 accumulators for the hidden-state gradient and (when the head trains) the head's
+    weight gradient, their casts back to the compute dtype, and one logits tile.
+    """
+    a = setup.activation_bytes
+    head_trains = setup.method == "full" or "lm_head" in setup.modules_to_save
+    tile = min(tokens, LM_TOKEN_CHUNK) * min(arch.vocab, LM_VOCAB_CHUNK) * a
+    grad_hidden = tokens * arch.hidden * (4 + (a if a != 4 else 0))
+    grad_weight = arch.vocab * arch.hidden * (4 + (a if a != 4 else 0)) if head_trains else 0
+    return tile + grad_hidden + grad_weight
+
+
+def backward_working_per_token(arch: Architecture, setup: Setup) -> int:
+    """Gradients in flight inside one layer's backward (the MLP's are the widest)."""
+    a = setup.activation_bytes
+    return a * (3 * arch.intermediate + 2 * arch.hidden)
+
+
+def tokens_per_micro_batch(setup: Setup, batch: int | None = None) -> int:
+    """Tokens in the largest micro-batch: batch x max_length (padded or packed)."""
+    return (batch or setup.batch) * setup.seq
+
+
+def has_padding_mask(setup: Setup, batch: int) -> bool:
+    """Padded batches carry an attention mask; padding-free/packed ones do not."""
+    return batch > 1 and not setup.padding_free
+
+
+def activation_bytes(arch: Architecture, setup: Setup) -> tuple[int, int]:
+    """(kept through the forward pass, recomputed/working peak during backward)."""
+    tokens = tokens_per_micro_batch(setup)
+    mask = has_padding_mask(setup, setup.batch)
+    per_layer = layer_bytes_per_token(arch, setup, setup.seq, mask) * tokens
+    head = head_saved_per_token(arch, setup) * tokens
+    if setup.offload_activations:
+        # TRL's activation offloading moves saved tensors to CPU; one layer stays on GPU
+        return head, per_layer
+    if setup.checkpointing:
+        # each layer keeps only its input; backward recomputes one layer at a time
+        kept = arch.layers * setup.activation_bytes * arch.hidden * tokens + head
+        return kept, per_layer
+    return arch.layers * per_layer + head, 0

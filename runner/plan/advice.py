@@ -1,0 +1,138 @@
+"""Changes that would make a recipe fit its card, each with its new estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.plan.architecture import LAYER_LINEARS, Architecture
+from runner.plan.estimate import Estimate, estimate_memory
+from runner.plan.setup import Setup
+from runner.plan.states import ADAM_32BIT_OPTIMS
+
+HEADROOM = 0.10  # a plan under 10% headroom gets advice and a lint warning
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to the recipe: what it does, the --set overrides, the new estimate."""
+
+    description: str
+    overrides: tuple[tuple[str, object], ...]
+    estimate: Estimate
+
+    def set_args(self) -> str:
+        return " ".join(f"--set {key}={_yaml(value)}" for key, value in self.overrides)
+
+
+def _yaml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def candidate_changes(arch: Architecture, setup: Setup) -> list[tuple[str, dict, Setup]]:
+    """Changes worth trying for this setup, cheapest in quality/speed first."""
+    out: list[tuple[str, dict, Setup]] = []
+    if setup.attn == "eager":
+        out.append(
+            (
+                "sdpa attention instead of eager",
+                {"model.attn_implementation": "sdpa"},
+                setup.replace(attn="sdpa"),
+            )
+        )
+    if not setup.checkpointing:
+        out.append(
+            (
+                "turn activation checkpointing on (about 30% slower)",
+                {"training.activation_checkpointing": True},
+                setup.replace(checkpointing=True),
+            )
+        )
+    if setup.optim in ADAM_32BIT_OPTIMS:
+        out.append(
+            (
+                "8-bit AdamW (bitsandbytes)",
+                {"training.optim": "adamw_bnb_8bit"},
+                setup.replace(optim="adamw_bnb_8bit"),
+            )
+        )
+    if setup.batch > 1:
+        batch, accum = setup.batch, setup.grad_accum
+        while batch > 1:
+            batch, accum = batch // 2, accum * 2
+            out.append(
+                (
+                    f"batch {batch} x accumulation {accum} (same effective batch)",
+                    {
+                        "training.per_device_train_batch_size": batch,
+                        "training.gradient_accumulation_steps": accum,
+                    },
+                    setup.replace(batch=batch, grad_accum=accum),
+                )
+            )
+    length = setup.seq
+    while length > 256:
+        length //= 2
+        out.append(
+            (
+                f"max_length {length} (longer examples are truncated)",
+                {"training.max_length": length},
+                setup.replace(seq=length),
+            )
+        )
+    lora = {"lora_r": 16, "lora_targets": LAYER_LINEARS, "lora_dropout": 0.05}
+    if setup.method == "full":
+        out.append(
+            (
+                "LoRA r=16 on all linear layers instead of full fine-tuning",
+                {"method": "lora", "lora.r": 16, "lora.target_modules": "all-linear"},
+                setup.replace(method="lora", **lora),
+            )
+        )
+    if setup.method in ("full", "lora"):
+        out.append(
+            (
+                "QLoRA (4-bit NF4 base) r=16 on all linear layers",
+                {
+                    "method": "qlora",
+                    "quantization.load_in_4bit": True,
+                    "quantization.bnb_4bit_quant_type": "nf4",
+                    "quantization.bnb_4bit_use_double_quant": True,
+                },
+                setup.replace(
+                    method="qlora",
+                    quant_type="nf4",
+                    double_quant=True,
+                    **({} if setup.method == "lora" else lora),
+                ),
+            )
+        )
+    if setup.processes > 1 and setup.strategy in ("single", "ddp"):
+        out.append(
+            (
+                "DeepSpeed ZeRO-3 across the GPUs",
+                {"launch.strategy": "deepspeed", "launch.deepspeed.zero_stage": 3},
+                setup.replace(strategy="deepspeed", zero_stage=3),
+            )
+        )
+    return out
+
+
+def fitting_changes(arch: Architecture, setup: Setup, capacity: int) -> list[Change]:
+    """The candidate changes with their estimates; those that fit with headroom first.
+
+    Of each kind (batch, length) only the mildest change that fits is kept.
+    """
+    changes: list[Change] = []
+    seen_kinds: set[str] = set()
+    for description, overrides, changed in candidate_changes(arch, setup):
+        estimate = estimate_memory(arch, changed)
+        kind = description.split(" ")[0]
+        fits = estimate.total <= capacity * (1 - HEADROOM)
+        if kind in ("batch", "max_length"):
+            if kind in seen_kinds or not fits:
+                continue
+            seen_kinds.add(kind)
+        changes.append(Change(description, tuple(overrides.items()), estimate))
+    return sorted(changes, key=lambda c: c.estimate.total > capacity * (1 - HEADROOM))
