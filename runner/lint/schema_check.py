@@ -28,7 +28,11 @@ TYPE_WORDS = {
 }
 # keys whose absence has its own rule ID
 REQUIRED_RULES = {"output_dir": "output-dir-missing"}
-LIBRARY_BLOCKS = {"training": "SFTConfig", "lora": "LoraConfig", "quantization": "BitsAndBytesConfig"}
+LIBRARY_BLOCKS = {
+    "training": "SFTConfig",
+    "lora": "LoraConfig",
+    "quantization": "BitsAndBytesConfig",
+}
 
 
 @functools.cache
@@ -179,9 +183,9 @@ def _unknown_keys(
         where = _where(path)
         hint = _did_you_mean(name, known)
         if not hint and not path:
-            home = _block_holding(name)
+            home = _nested_guess(name)
             if home:
-                hint = f"{name} belongs under {home}: move it there. "
+                hint = f"did you mean {home}? (move it under {home.split('.')[0]}) "
         if block in LIBRARY_BLOCKS:
             hint += f"{block} takes {LIBRARY_BLOCKS[block]} fields; see `recipe explain {block}`"
         elif not hint:
@@ -197,13 +201,18 @@ def _unknown_keys(
     return out
 
 
-def _block_holding(name: str) -> str | None:
+def _nested_guess(name: str) -> str | None:
+    """`learning_rate` at the top level -> `training.learning_rate` (exact or close)."""
     schema = load_schema()
-    for block in ("training", "lora", "quantization", "model"):
+    candidates = []
+    for block in ("training", "lora", "quantization", "model", "data", "launch"):
         props = _resolve_ref(schema["properties"][block], schema).get("properties", {})
         if name in props:
-            return block
-    return None
+            return f"{block}.{name}"
+        candidates += [f"{block}.{key}" for key in props]
+    by_name = {c.split(".", 1)[1]: c for c in reversed(candidates)}
+    guess = closest(name, list(by_name))
+    return by_name[guess] if guess else None
 
 
 def _resolve_ref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +279,9 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
         "exclusiveMinimum": f"greater than {limit}",
         "exclusiveMaximum": f"less than {limit}",
     }
-    description = (error.schema or {}).get("description", "") if isinstance(error.schema, dict) else ""
+    description = (
+        (error.schema or {}).get("description", "") if isinstance(error.schema, dict) else ""
+    )
     if kind in words:
         message = f"{key} must be {words[kind]}, not {value!r}"
     elif kind == "minLength":

@@ -48,6 +48,7 @@ MODULES: list[str] = [
     "runner.lint.rules.data",
     "runner.lint.rules.launch",
     "runner.lint.rules.learning_rate",
+    "runner.lint.rules.hardware_fit",
 ]
 
 

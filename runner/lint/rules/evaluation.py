@@ -25,15 +25,15 @@ def _load_best_mismatch(ctx: RuleContext) -> Iterator[Finding]:
         eval_steps, save_steps = ctx.setting("eval_steps"), ctx.setting("save_steps")
         if eval_steps is None:
             eval_steps = ctx.setting("logging_steps")
-        if _is_number(eval_steps) and _is_number(save_steps) and eval_steps >= 1:
-            if save_steps % eval_steps != 0:
-                yield Finding(
-                    ("training", "save_steps"),
-                    message="load_best_model_at_end needs save_steps ({save}) to be a multiple "
-                    "of eval_steps ({eval})",
-                    hint="set save_steps to a multiple of eval_steps, e.g. both 200",
-                    values={"save": save_steps, "eval": eval_steps},
-                )
+        numbers = _is_number(eval_steps) and _is_number(save_steps) and eval_steps >= 1
+        if numbers and save_steps % eval_steps != 0:
+            yield Finding(
+                ("training", "save_steps"),
+                message="load_best_model_at_end needs save_steps ({save}) to be a multiple "
+                "of eval_steps ({eval})",
+                hint="set save_steps to a multiple of eval_steps, e.g. both 200",
+                values={"save": save_steps, "eval": eval_steps},
+            )
 
 
 def _eval_strategy_without_data(ctx: RuleContext) -> Iterator[Finding]:

@@ -11,9 +11,7 @@ from runner.recipe.diagnostics import ERROR
 def _deepspeed_and_fsdp(ctx: RuleContext) -> Iterator[Finding]:
     launch = ctx.launch
     strategy = launch.get("strategy")
-    if "deepspeed" in launch and "fsdp" in launch:
-        yield Finding(("launch", "fsdp"))
-    elif strategy == "deepspeed" and "fsdp" in launch:
+    if "fsdp" in launch and ("deepspeed" in launch or strategy == "deepspeed"):
         yield Finding(("launch", "fsdp"))
     elif strategy == "fsdp" and "deepspeed" in launch:
         yield Finding(("launch", "deepspeed"))

@@ -76,7 +76,9 @@ KEY_FIXES: dict[tuple[str, str], KeyFix] = {
         trust_remote_code=KeyFix(MOVED, "set model.trust_remote_code"),
         pad_token=KeyFix(MOVED, "set model.pad_token"),
         chat_template_path=KeyFix(MOVED, "set data.template"),
-        dataset_text_field=KeyFix(MOVED, "set data.train[].format (and columns); the runner maps it"),
+        dataset_text_field=KeyFix(
+            MOVED, "set data.train[].format (and columns); the runner maps it"
+        ),
         dataset_kwargs=KeyFix(MOVED, "set the data block; the runner prepares the dataset"),
         resume_from_checkpoint=KeyFix(MOVED, "run `recipe run RECIPE --resume`"),
         do_train=KeyFix(MOVED, "delete it; the runner always trains"),
@@ -113,7 +115,7 @@ def _findings(ctx: RuleContext, kinds: tuple[str, ...]) -> Iterator[Finding]:
         container = ctx.data if block == "" else ctx.block(block)
         if key in container:
             path = (key,) if block == "" else (block, key)
-            if block in ("training", "lora"):
+            if block in ("training", "lora", "model"):
                 what = f"was {fix.kind} in transformers 5 / TRL 1.x"
             else:
                 what = "is not a recipe key (another tool's name)"
