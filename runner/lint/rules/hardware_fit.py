@@ -34,16 +34,24 @@ def _values(plan) -> dict[str, object]:
     }
 
 
+def _key(ctx: RuleContext) -> tuple[str, ...]:
+    hardware = ctx.block("hardware")
+    for key in ("memory_gib", "gpu"):
+        if key in hardware:
+            return ("hardware", key)
+    return ("hardware",)
+
+
 def _does_not_fit(ctx: RuleContext) -> Iterator[Finding]:
     plan = _plan(ctx)
     if plan is not None and plan.verdict == "does not fit":
-        yield Finding(("hardware",), _values(plan))
+        yield Finding(_key(ctx), _values(plan))
 
 
 def _tight(ctx: RuleContext) -> Iterator[Finding]:
     plan = _plan(ctx)
     if plan is not None and plan.verdict == "tight":
-        yield Finding(("hardware",), _values(plan))
+        yield Finding(_key(ctx), _values(plan))
 
 
 RULES = [

@@ -1,0 +1,182 @@
+"""`recipe plan RECIPE`: estimated peak GPU memory, term by term, against a card.
+
+Pure and fast: lint + runner.plan, no torch import. Exit 0 when it fits (a tight fit
+warns), 1 when it does not fit or the recipe has errors, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from runner.recipe.hardware import CARDS, Card
+
+GIB = 1024**3
+OWN_RULES = ("hardware-fit", "hardware-fit-headroom")
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:6.2f} GiB"
+
+
+def _card(resolved: dict[str, Any], gpu: str | None, memory_gib: float | None) -> Card | None:
+    from runner.recipe.hardware import card_for
+
+    if gpu:
+        return CARDS[gpu]
+    if memory_gib:
+        hardware = dict(resolved.get("hardware") or {})
+        hardware.pop("gpu", None)
+        hardware["memory_gib"] = memory_gib
+        return card_for(hardware)
+    return card_for(resolved.get("hardware"))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("recipe")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value (repeatable), e.g. training.max_length=512.",
+)
+@click.option("--gpu", type=click.Choice(sorted(CARDS)), help="Plan for this card instead.")
+@click.option(
+    "--memory-gib",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Plan for a card with this much memory (GiB).",
+)
+@click.option(
+    "--tokens", type=click.IntRange(min=1), help="Training tokens per epoch, for a time estimate."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def plan(
+    recipe: str,
+    overrides: tuple[str, ...],
+    gpu: str | None,
+    memory_gib: float | None,
+    tokens: int | None,
+    fmt: str,
+) -> None:
+    """Estimate peak GPU memory of RECIPE, term by term, against its card."""
+    from runner.lint import check_recipe
+    from runner.plan import PlanError, make_plan
+
+    if gpu and memory_gib:
+        _fail("error: give --gpu or --memory-gib, not both", 2)
+    result = check_recipe(recipe, overrides)
+    shown = [d for d in result.diagnostics if d.rule not in OWN_RULES]
+    for diagnostic in shown:
+        click.echo(diagnostic.format(), err=True)
+    if result.resolved is None or any(d.severity != "warning" for d in shown):
+        sys.exit(1)
+    resolved = result.resolved
+    card = _card(resolved, gpu, memory_gib)
+    try:
+        the_plan = make_plan(resolved, result.recipe.directory, card, tokens)
+    except PlanError as exc:
+        diagnostic = result.recipe.diagnostic("plan-model", exc.keypath, str(exc), exc.hint)
+        _fail(diagnostic.format())
+    if fmt == "json":
+        click.echo(json.dumps(plan_json(resolved, the_plan), indent=2))
+    else:
+        click.echo(plan_text(resolved, the_plan))
+    sys.exit(1 if the_plan.verdict == "does not fit" else 0)
+
+
+def plan_json(resolved: dict[str, Any], plan: Any) -> dict[str, Any]:
+    """The plan as plain data (bytes are exact integers)."""
+    est = plan.estimate
+    return {
+        "recipe": resolved.get("name"),
+        "model": (resolved.get("model") or {}).get("id") or "model.config",
+        "method": plan.setup.method,
+        "total_params": est.total_params,
+        "trainable_params": est.trainable_params,
+        "strategy": plan.setup.strategy,
+        "processes": plan.setup.processes,
+        "peak_phase": est.phase,
+        "terms": [
+            {"key": t.key, "label": t.label, "bytes": t.bytes, "note": t.note} for t in est.terms
+        ],
+        "total_bytes": est.total,
+        "allocated_bytes": est.allocated,
+        "reserved_bytes": est.reserved,
+        "card": plan.card.name if plan.card else None,
+        "capacity_bytes": plan.capacity,
+        "headroom": plan.headroom,
+        "verdict": plan.verdict,
+        "changes": [
+            {
+                "description": c.description,
+                "set": dict(c.overrides),
+                "total_bytes": c.estimate.total,
+            }
+            for c in plan.changes
+        ],
+        "epoch": None
+        if plan.epoch is None
+        else {
+            "tokens_per_gpu": plan.epoch.tokens,
+            "flops_per_token": plan.epoch.flops_per_token,
+            "card_bf16_tflops": plan.epoch.tflops,
+            "assumed_utilisation": plan.epoch.utilisation,
+            "seconds": plan.epoch.seconds,
+        },
+    }
+
+
+def plan_text(resolved: dict[str, Any], plan: Any) -> str:
+    """The plan as a table a person reads."""
+    s, est = plan.setup, plan.estimate
+    model = (resolved.get("model") or {}).get("id") or "model.config"
+    lines = [
+        f"{resolved.get('name')}: {model}, {s.method}, "
+        f"{est.total_params / 1e9:.2f}B parameters, {est.trainable_params / 1e6:,.1f}M trained",
+        f"  micro-batch {s.batch} x {s.seq} tokens (accumulation {s.grad_accum}), {s.optim}, "
+        f"checkpointing {'on' if s.checkpointing else 'off'}, {s.attn}, {s.dtype}",
+    ]
+    where = "one GPU" if s.processes == 1 else f"per GPU of {s.processes} ({s.strategy})"
+    lines.append(f"  peak memory on {where}, reached during {est.phase}:")
+    for t in est.terms:
+        note = f"  {t.note}" if t.note else ""
+        lines.append(f"    {t.label:<36}{_gib(t.bytes)}{note}")
+    lines.append(f"    {'total':<36}{_gib(est.total)}")
+    if plan.capacity is None:
+        lines.append(
+            "  no GPU to compare with (hardware.gpu names none, or cpu): "
+            "use --gpu NAME or --memory-gib N"
+        )
+    else:
+        label = plan.card.name if plan.card.name != "custom" else plan.card.label
+        free = plan.capacity - est.total
+        lines.append(
+            f"  {label}: {plan.capacity / GIB:.1f} GiB, headroom {free / GIB:.2f} GiB "
+            f"({plan.headroom:.0%}) -> {plan.verdict.upper()}"
+        )
+    if plan.changes:
+        lines.append("  changes that would give room (new estimate):")
+        limit = plan.capacity * 0.9
+        for c in plan.changes:
+            mark = "fits" if c.estimate.total <= limit else "not enough"
+            lines.append(f"    {c.estimate.total / GIB:6.2f} GiB ({mark})  {c.description}")
+            lines.append(f"        {c.set_args()}")
+    if plan.epoch is not None:
+        e = plan.epoch
+        lines.append(
+            f"  time per epoch: {e.seconds / 3600:.1f} h for {e.tokens:,} tokens per GPU at "
+            f"{e.flops_per_token / 1e9:.1f} GFLOP/token, {e.tflops:g} TFLOPS bf16, assumed "
+            f"{e.utilisation:.0%} utilisation"
+        )
+    return "\n".join(lines)
