@@ -99,6 +99,11 @@ def candidate_changes(arch: Architecture, setup: Setup) -> list[tuple[str, dict,
                     "quantization.load_in_4bit": True,
                     "quantization.bnb_4bit_quant_type": "nf4",
                     "quantization.bnb_4bit_use_double_quant": True,
+                    **(
+                        {}
+                        if setup.method == "lora"
+                        else {"lora.r": 16, "lora.target_modules": "all-linear"}
+                    ),
                 },
                 setup.replace(
                     method="qlora",
