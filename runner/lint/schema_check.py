@@ -28,6 +28,13 @@ TYPE_WORDS = {
 }
 # keys whose absence has its own rule ID
 REQUIRED_RULES = {"output_dir": "output-dir-missing"}
+REQUIRED_HINTS = {
+    "output_dir": "add `output_dir: outputs/<recipe name>` (relative to the folder you run from)",
+    "schema_version": "add `schema_version: 1` as the first key",
+    "method": "add `method: full`, `lora` or `qlora`",
+    "data": "add `data: {train: [{source: my-data.jsonl, format: alpaca}]}`",
+    "train": "add `train: [{source: my-data.jsonl, format: alpaca}]`",
+}
 LIBRARY_BLOCKS = {
     "training": "SFTConfig",
     "lora": "LoraConfig",
@@ -90,7 +97,9 @@ def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
         missing = match.group(1) if match else str(error.validator_value)
         description = schema.get("properties", {}).get(missing, {}).get("description", "")
         where = f"in {key}" if path else "in the recipe"
-        hint = f"add `{missing}:`" + (f" - {description}" if description else "")
+        hint = REQUIRED_HINTS.get(missing) or (
+            f"add `{missing}:`" + (f" - {description}" if description else "")
+        )
         return [
             recipe.diagnostic(
                 REQUIRED_RULES.get(missing, "missing-key") if not path else "missing-key",

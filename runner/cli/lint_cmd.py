@@ -1,0 +1,132 @@
+"""`recipe lint PATH...`: schema and rules over recipe files and folders.
+
+Exit 0 when no file has errors (warnings allowed), 1 when any has, 2 on usage errors.
+Text diagnostics go to stderr as `path:line:col: severity[RULE]: message (hint)`;
+`--format json` writes one JSON document to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+
+from runner.recipe.diagnostics import Diagnostic
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def expand_paths(arguments: Iterable[str]) -> list[str]:
+    """Files as given, folders as their *.yaml/*.yml files (recursive, sorted).
+
+    Anything else (a shipped recipe name, a missing file) is passed through so that
+    linting it reports why it cannot be read.
+    """
+    out: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES and p.is_file()
+            )
+            if not found:
+                raise click.UsageError(f"no .yaml or .yml files under {argument}")
+            out.extend(str(p) for p in found)
+        else:
+            out.append(argument)
+    return out
+
+
+def echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
+    """Print diagnostics to stderr, one per line."""
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.format(), err=True)
+
+
+def checked_recipe(recipe: str, overrides: Iterable[str] = ()):  # -> LintResult
+    """Lint RECIPE (path or shipped name) for a command that needs a valid recipe.
+
+    Prints every diagnostic to stderr and exits 1 when there are errors; returns the
+    LintResult (with `.resolved`) otherwise.
+    """
+    from runner.lint import check_recipe
+
+    result = check_recipe(recipe, tuple(overrides))
+    echo_diagnostics(result.diagnostics)
+    if not result.ok:
+        click.echo(f"{recipe}: {len(result.errors)} error(s); fix them and try again", err=True)
+        sys.exit(1)
+    return result
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value before checking (repeatable), e.g. training.learning_rate=1e-4.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per finding on stderr; json: one document on stdout.",
+)
+def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str) -> None:
+    """Check recipes (files or folders) against the schema and the rule table.
+
+    Exit 0 when clean (warnings allowed), 1 when any recipe has an error, 2 on usage
+    errors.
+    """
+    from runner.lint import check_recipe
+
+    files = expand_paths(paths)
+    report = []
+    any_errors = False
+    for path in files:
+        result = check_recipe(path, overrides)
+        any_errors = any_errors or not result.ok
+        report.append((path, result))
+    if fmt == "json":
+        document = {
+            "files": [
+                {
+                    "path": path,
+                    "diagnostics": [_json(d) for d in result.diagnostics],
+                }
+                for path, result in report
+            ]
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for path, result in report:
+            echo_diagnostics(result.diagnostics)
+            if result.ok:
+                extra = f" ({len(result.warnings)} warning(s))" if result.warnings else ""
+                click.echo(f"{path}: ok{extra}")
+        errors = sum(len(result.errors) for _, result in report)
+        warnings = sum(len(result.warnings) for _, result in report)
+        click.echo(
+            f"{len(report)} recipe(s) checked: {errors} error(s), {warnings} warning(s)",
+            err=any_errors,
+        )
+    sys.exit(1 if any_errors else 0)
+
+
+def _json(diagnostic: Diagnostic) -> dict:
+    return {
+        "rule": diagnostic.rule,
+        "severity": diagnostic.severity,
+        "line": diagnostic.line,
+        "column": diagnostic.column,
+        "key": diagnostic.key,
+        "message": diagnostic.message,
+        "hint": diagnostic.hint,
+    }
