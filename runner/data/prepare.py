@@ -1,0 +1,236 @@
+"""A recipe's data, from sources to the rows SFTTrainer trains on.
+
+`load_examples` (no tokenizer, no model) reads every source, selects and shuffles rows
+with the recipe's seed, checks each row and applies `data.bad_rows`, mixes the sources
+and splits off the eval rows. `to_trl_rows` renders canonical examples through the
+recipe's template into TRL's dataset types:
+- text templates (alpaca, plain): {"prompt": text, "completion": response + end-of-turn}
+  (prompt-completion, so only the completion is trained);
+- the chat template: {"prompt": [turns], "completion": [assistant turn]} (conversational
+  prompt-completion), or {"messages": [...]} when any source is multi-turn (then only
+  assistant turns are trained, through a training template with generation markers);
+- text data: {"text": ...} (every token trained).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runner.data.formats import SHAPE, missing_columns, normalize_row
+from runner.data.sources import DataError, display_source, fingerprint, load_source
+from runner.data.templates import (
+    TEXT_TEMPLATES,
+    chat_messages,
+    render_text_prompt,
+    template_kind,
+    with_system_prompt,
+)
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+MAX_LISTED = 10
+
+
+@dataclass
+class BadRow:
+    source: str
+    row: int  # 1-based position in the source (line number of a .jsonl file)
+    problem: str
+
+    def format(self) -> str:
+        return f"{self.source}:row {self.row}: {self.problem}"
+
+
+@dataclass
+class Examples:
+    """Checked canonical examples of a recipe, ready to be rendered."""
+
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    shape: str  # "instruction", "messages", "text" or "mixed" (instruction + messages)
+    bad_rows: list[BadRow] = field(default_factory=list)
+    skipped: int = 0
+    fingerprints: list[dict[str, Any]] = field(default_factory=list)
+
+
+class BadRowsError(DataError):
+    """Bad rows under `bad_rows: error`; the message lists the first ones and the count."""
+
+    def __init__(self, bad_rows: list[BadRow]):
+        self.bad_rows = bad_rows
+        lines = [bad.format() for bad in bad_rows[:MAX_LISTED]]
+        if len(bad_rows) > MAX_LISTED:
+            lines.append(f"... and {len(bad_rows) - MAX_LISTED} more bad rows")
+        lines.append(
+            f"{len(bad_rows)} bad row(s); fix them, or set `data.bad_rows: skip` to drop them"
+        )
+        super().__init__("\n".join(lines))
+
+
+def parse_rows(rows: int | str | None, available: int) -> range:
+    """The positions a `rows:` selection keeps: a count (the first N) or "start:stop"."""
+    if rows is None:
+        return range(available)
+    if isinstance(rows, int):
+        return range(min(rows, available))
+    start, _, stop = str(rows).partition(":")
+    return range(available)[slice(int(start) if start else None, int(stop) if stop else None)]
+
+
+def read_source(
+    source: dict[str, Any], seed: int, shuffle: bool
+) -> tuple[list[dict[str, Any]], list[BadRow], dict[str, Any]]:
+    """Canonical examples and bad rows of one source, in selection order."""
+    from tqdm.auto import tqdm
+
+    dataset = load_source(source)
+    name = display_source(source)
+    fmt = source["format"]
+    columns = source.get("columns")
+    missing = missing_columns(fmt, columns, list(dataset.column_names))
+    if missing:
+        raise DataError(
+            f"{name}: no column {', '.join(repr(c) for c in missing)} for format {fmt}; "
+            f"its columns are {', '.join(dataset.column_names)} "
+            f"(map them with `columns: {{field: your_column}}` or choose another format)"
+        )
+    order = list(range(len(dataset)))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    chosen = [order[i] for i in parse_rows(source.get("rows"), len(order))]
+    examples, bad = [], []
+    rows = dataset.select(chosen) if chosen != list(range(len(dataset))) else dataset
+    progress = tqdm(
+        zip(chosen, rows, strict=True),
+        total=len(chosen),
+        desc=f"Checking {name}",
+        disable=len(chosen) < 2000,
+    )
+    for index, row in progress:
+        example, problem = normalize_row(fmt, columns, row)
+        if problem:
+            bad.append(BadRow(name, index + 1, problem))
+        else:
+            examples.append(example)
+    record = fingerprint(source, dataset)
+    record["rows_used"] = len(examples)
+    return examples, bad, record
+
+
+def load_examples(resolved: dict[str, Any]) -> Examples:
+    """Read, check, mix and split a resolved recipe's data (no tokenizer, no model).
+
+    Raises BadRowsError under `bad_rows: error` when any row is bad, and DataError for
+    a source that cannot be read or lacks a column.
+    """
+    data = resolved["data"]
+    seed = int((resolved.get("training") or {}).get("seed", 42))
+    shuffle = bool(data.get("shuffle", True))
+    train, bad, prints = [], [], []
+    for source in data["train"]:
+        examples, source_bad, record = read_source(source, seed, shuffle)
+        train += examples
+        bad += source_bad
+        prints.append({"role": "train", **record})
+    eval_rows: list[dict[str, Any]] = []
+    if isinstance(data.get("eval"), list):
+        for source in data["eval"]:
+            examples, source_bad, record = read_source(source, seed, shuffle=False)
+            eval_rows += examples
+            bad += source_bad
+            prints.append({"role": "eval", **record})
+    if bad and data.get("bad_rows", "error") == "error":
+        raise BadRowsError(bad)
+    if shuffle and len(data["train"]) > 1:
+        random.Random(seed).shuffle(train)
+    if isinstance(data.get("eval"), dict):
+        held = max(1, round(len(train) * float(data["eval"]["fraction"])))
+        if held >= len(train):
+            raise DataError(
+                f"data.eval.fraction {data['eval']['fraction']} of {len(train)} rows leaves "
+                "nothing to train on (lower the fraction or add rows)"
+            )
+        train, eval_rows = train[:-held], train[-held:]
+    if not train:
+        raise DataError(
+            "no training rows left after selection and bad-row skipping (check `rows:` and the data)"
+        )
+    shapes = {
+        SHAPE[s["format"]]
+        for s in data["train"] + (data["eval"] if isinstance(data.get("eval"), list) else [])
+    }
+    return Examples(
+        train=train,
+        eval=eval_rows,
+        shape=_shape(shapes, template_kind(data.get("template", "chat"))),
+        bad_rows=bad,
+        skipped=len(bad),
+        fingerprints=prints,
+    )
+
+
+def _shape(shapes: set[str], kind: str) -> str:
+    if shapes == {"text"} or len(shapes) == 1:
+        shape = next(iter(shapes))
+    elif "text" in shapes:
+        raise DataError(
+            "format text cannot be mixed with other formats in one recipe "
+            "(text trains every token; put it in its own recipe or convert it)"
+        )
+    else:
+        shape = "mixed"
+    if kind in TEXT_TEMPLATES and shape in ("messages", "mixed"):
+        raise DataError(
+            f"format messages needs a chat template, but data.template is {kind} "
+            "(set `data.template: chat`, or use an instruction format)"
+        )
+    return shape
+
+
+def trl_row(
+    example: dict[str, Any],
+    resolved: dict[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    end_of_turn: str,
+    as_messages: bool,
+) -> dict[str, Any]:
+    """One canonical example as a TRL training row (see the module docstring)."""
+    data = resolved["data"]
+    kind = template_kind(data.get("template", "chat"))
+    system = data.get("system_prompt")
+    if "text" in example:
+        return {"text": example["text"]}
+    if "messages" in example:
+        return {"messages": with_system_prompt(example["messages"], system)}
+    if kind in TEXT_TEMPLATES:
+        prompt = render_text_prompt(kind, example["instruction"], example["input"])
+        return {"prompt": prompt, "completion": example["response"] + end_of_turn}
+    prompt = chat_messages(example["instruction"], example["input"], system)
+    answer = [{"role": "assistant", "content": example["response"]}]
+    if as_messages:
+        return {"messages": prompt + answer}
+    return {"prompt": prompt, "completion": answer}
+
+
+def to_trl_rows(
+    examples: list[dict[str, Any]],
+    shape: str,
+    resolved: dict[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    end_of_turn: str,
+) -> Dataset:
+    """Render canonical examples into a Dataset of TRL rows."""
+    from datasets import Dataset
+
+    as_messages = shape in ("messages", "mixed")
+    rows = [trl_row(e, resolved, tokenizer, end_of_turn, as_messages) for e in examples]
+    return Dataset.from_list(rows)
+
+
+def uses_assistant_only_loss(shape: str) -> bool:
+    """Multi-turn conversations train assistant turns only."""
+    return shape in ("messages", "mixed")

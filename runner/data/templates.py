@@ -1,0 +1,146 @@
+"""Prompt templates: how a row becomes the prompt the model sees and the text it learns.
+
+`render_prompt` is the single definition of a prompt. Training data preparation uses it,
+and so must inference on a trained run (issue 5): the same recipe + tokenizer + user input
+gives the same prompt text, up to where the response starts.
+
+Templates (the recipe's `data.template`):
+- `chat`: the model's own chat template (tokenizer.chat_template);
+- `alpaca`: the canonical Stanford Alpaca prompt (templates/alpaca.json);
+- `plain`: the prompt text exactly as written (templates/plain.json);
+- a `.jinja` file in templates/ or a path: used as the chat template.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner import TEMPLATES_DIR
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+TEXT_TEMPLATES = ("alpaca", "plain")
+# Training chat templates shipped in templates/, chosen by a marker of the model's template.
+TRAINING_TEMPLATES = (
+    ("Cutting Knowledge Date", "<|start_header_id|>", "llama3-training.jinja"),
+    ("<|assistant|>", "<|user|>", "zephyr-training.jinja"),
+)
+_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def template_kind(template: str) -> str:
+    """`chat`, `alpaca`, `plain` or `jinja` (a chat template file)."""
+    if template in TEXT_TEMPLATES or template == "chat":
+        return template
+    return "jinja"
+
+
+def template_path(template: str) -> Path:
+    """The file of a template named in a recipe: a file in templates/, or a path."""
+    shipped = TEMPLATES_DIR / template
+    return shipped if shipped.is_file() else Path(template).expanduser()
+
+
+def template_text(template: str) -> str:
+    return template_path(template).read_text(encoding="utf-8")
+
+
+@functools.cache
+def text_template(name: str) -> dict[str, str]:
+    """The prompt strings of a text template (`prompt_input`, `prompt_no_input`)."""
+    return json.loads((TEMPLATES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def render_text_prompt(name: str, instruction: str, input_text: str = "") -> str:
+    """A text template's prompt for one instruction (and optional input)."""
+    strings = text_template(name)
+    if input_text:
+        return strings["prompt_input"].format(instruction=instruction, input=input_text)
+    return strings["prompt_no_input"].format(instruction=instruction)
+
+
+def chat_messages(
+    instruction: str, input_text: str = "", system_prompt: str | None = None
+) -> list[dict[str, str]]:
+    """An instruction (with optional input) as the user turn of a conversation."""
+    user = f"{instruction}\n\n{input_text}" if input_text else instruction
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*messages, {"role": "user", "content": user}]
+
+
+def with_system_prompt(
+    messages: list[dict[str, Any]], system_prompt: str | None
+) -> list[dict[str, Any]]:
+    """Put the recipe's system prompt first unless the conversation has its own."""
+    if system_prompt and (not messages or messages[0].get("role") != "system"):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return list(messages)
+
+
+def render_prompt(
+    resolved: dict[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str | list[dict[str, Any]],
+    input_text: str = "",
+) -> str:
+    """The prompt text for a user prompt (or a conversation ending in a user turn).
+
+    Exactly the text that precedes the response in training: the Alpaca wording, the
+    prompt as written (plain), or the chat template with the generation prompt added (and
+    the recipe's system prompt, if any). Tokenize it with `prompt_token_ids`.
+    """
+    data = resolved["data"]
+    kind = template_kind(data.get("template", "chat"))
+    if kind in TEXT_TEMPLATES:
+        if not isinstance(prompt, str):
+            raise ValueError(f"the {kind} template takes a text prompt, not a conversation")
+        return render_text_prompt(kind, prompt, input_text)
+    messages = (
+        chat_messages(prompt, input_text, data.get("system_prompt"))
+        if isinstance(prompt, str)
+        else with_system_prompt(prompt, data.get("system_prompt"))
+    )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_token_ids(
+    resolved: dict[str, Any], tokenizer: PreTrainedTokenizerBase, prompt_text: str
+) -> list[int]:
+    """Token ids of a rendered prompt, tokenized the way TRL tokenizes it in training.
+
+    Text templates go through the tokenizer with its special tokens (BOS), as TRL does
+    for prompt-completion text; a chat template already writes its own BOS into the text.
+    """
+    kind = template_kind(resolved["data"].get("template", "chat"))
+    return tokenizer(prompt_text, add_special_tokens=kind in TEXT_TEMPLATES)["input_ids"]
+
+
+def has_generation_markers(chat_template: str | None) -> bool:
+    return bool(chat_template) and _GENERATION.search(chat_template) is not None
+
+
+def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """A chat template with `{% generation %}` markers that renders like the tokenizer's.
+
+    The tokenizer's own when it has the markers; a shipped training template for Llama 3
+    and Zephyr/TinyLlama; TRL's own for the templates TRL knows; None otherwise.
+    """
+    chat_template = tokenizer.chat_template
+    if not isinstance(chat_template, str) or not chat_template:
+        return None
+    if has_generation_markers(chat_template):
+        return chat_template
+    for marker, other, filename in TRAINING_TEMPLATES:
+        if marker in chat_template and other in chat_template:
+            return (TEMPLATES_DIR / filename).read_text(encoding="utf-8")
+    from trl.chat_template_utils import get_training_chat_template
+
+    try:
+        return get_training_chat_template(tokenizer)
+    except (ValueError, TypeError, KeyError):
+        return None

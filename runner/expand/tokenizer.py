@@ -1,0 +1,140 @@
+"""Tokenizer settings: the byte-level tokenizer, the end-of-turn token and the pad policy.
+
+Pure choices (`end_of_turn_token`, `choose_pad_token`) take a tokenizer and return a token
+string; `load_tokenizer` is the one place that reads a tokenizer from disk or the hub and
+applies them, so training, `recipe preview` and the commands that use a trained run all
+see the same tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+BYTE_LEVEL = "byte-level"
+BYTE_PAD, BYTE_BOS, BYTE_EOS = "<pad>", "<s>", "</s>"
+
+# End-of-turn markers of known chat formats, most specific first.
+CHAT_END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>")
+# Tokens reserved for padding or harmless to pad with, in order of preference.
+RESERVED_PADS = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]")
+NEW_PAD = "<pad>"
+
+
+def build_byte_level_tokenizer() -> PreTrainedTokenizerFast:  # noqa: F821
+    """The runner's byte-level tokenizer: <pad>, <s>, </s>, then one token per byte.
+
+    Built with the `tokenizers` library (a BPE model with no merges over the 256-symbol
+    byte alphabet), so any UTF-8 text round-trips and nothing is downloaded. It is saved
+    with the trained model, and later commands reload it from there.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {BYTE_PAD: 0, BYTE_BOS: 1, BYTE_EOS: 2}
+    vocab.update({symbol: index + 3 for index, symbol in enumerate(alphabet)})
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens([BYTE_PAD, BYTE_BOS, BYTE_EOS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=BYTE_PAD,
+        bos_token=BYTE_BOS,
+        eos_token=BYTE_EOS,
+        model_max_length=1_000_000,
+    )
+
+
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase, template: str) -> str:
+    """The token that ends every trained response, and that generation stops at.
+
+    With the model's chat template it is the chat format's end-of-turn marker
+    (`<|eot_id|>` for Llama 3, `</s>` for Zephyr/TinyLlama and Llama 2); with a text
+    template (alpaca, plain) it is the tokenizer's end-of-sequence token.
+    """
+    vocab = tokenizer.get_vocab()
+    if template != "alpaca" and template != "plain":
+        chat_template = tokenizer.chat_template or ""
+        for token in CHAT_END_OF_TURN:
+            if token in vocab and token in chat_template:
+                return token
+    if tokenizer.eos_token is None:
+        raise ValueError("the tokenizer has no end-of-sequence token")
+    return tokenizer.eos_token
+
+
+def choose_pad_token(
+    tokenizer: PreTrainedTokenizerBase, end_of_turn: str, requested: str | None = None
+) -> tuple[str, bool]:
+    """The pad token to use and whether it must be added to the vocabulary.
+
+    Order: the recipe's `model.pad_token`; the tokenizer's own pad token unless it is the
+    end-of-turn or end-of-sequence token; a reserved pad token in the vocabulary
+    (`<|finetune_right_pad_id|>` for Llama 3); `<unk>`; else a new `<pad>` token (the
+    embeddings are then resized). Padding with the end-of-turn token would teach nothing
+    wrong by itself, but collators and generation code that mask pad ids would then hide
+    the very token that ends an answer.
+    """
+    vocab = tokenizer.get_vocab()
+    avoid = {end_of_turn, tokenizer.eos_token}
+    if requested:
+        return requested, requested not in vocab
+    own = tokenizer.pad_token
+    if own and own not in avoid:
+        return own, False
+    for token in RESERVED_PADS:
+        if token in vocab and token not in avoid:
+            return token, False
+    unk = tokenizer.unk_token
+    if unk and unk in vocab and unk not in avoid:
+        return unk, False
+    return NEW_PAD, True
+
+
+def load_tokenizer(resolved: dict[str, Any]) -> PreTrainedTokenizerBase:
+    """The tokenizer of a resolved recipe, with its pad token set by `choose_pad_token`.
+
+    `model.tokenizer` wins over the model's own (`byte-level` builds the runner's byte
+    tokenizer); a chat template given as a file (`data.template: *.jinja`) is attached.
+    A pad token missing from the vocabulary is added; the caller resizes the model's
+    embeddings to `len(tokenizer)`.
+    """
+    from transformers import AutoTokenizer
+
+    from runner.data.templates import template_kind, template_text
+
+    model = resolved["model"]
+    source = model.get("tokenizer") or model.get("id")
+    if source == BYTE_LEVEL:
+        tokenizer = build_byte_level_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source,
+            revision=model.get("revision") if source == model.get("id") else None,
+            trust_remote_code=model.get("trust_remote_code", False),
+        )
+    template = resolved["data"].get("template", "chat")
+    if template_kind(template) == "jinja":
+        tokenizer.chat_template = template_text(template)
+    end_of_turn = end_of_turn_token(tokenizer, template_kind(template))
+    pad, is_new = choose_pad_token(tokenizer, end_of_turn, model.get("pad_token"))
+    if is_new:
+        tokenizer.add_special_tokens({"pad_token": pad})
+    else:
+        tokenizer.pad_token = pad
+    return tokenizer
+
+
+def tokenizer_source(resolved: dict[str, Any]) -> str:
+    """Where the tokenizer comes from, for messages and run.json."""
+    model = resolved["model"]
+    return str(model.get("tokenizer") or model.get("id"))
+
+
+def is_local_dir(reference: str) -> bool:
+    return Path(reference).is_dir()

@@ -1,0 +1,47 @@
+"""SFTConfig keyword arguments at run time: the recipe's, plus what only the run knows.
+
+`library_kwargs.sft_kwargs` gives the recipe's `training` block; `run_sft_kwargs` adds the
+data-dependent and machine-dependent arguments on top, all in plain sight:
+- the loss mask: `completion_only_loss` for prompt-completion rows, `assistant_only_loss`
+  for multi-turn conversations;
+- `eos_token` = the end-of-turn token (TRL appends it to every completion and mirrors it
+  onto the model's generation config); the pad token is set on the tokenizer itself
+  (TRL reads it from there; its `pad_token` argument is deprecated);
+- on CPU: `use_cpu`, and bf16/fp16 switched off (CPU trains in the model's dtype);
+- `include_num_input_tokens_seen` so the summary can count tokens;
+- `report_to: none` written as an empty list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.expand.library_kwargs import sft_kwargs
+
+
+def run_sft_kwargs(
+    resolved: dict[str, Any],
+    *,
+    use_cpu: bool,
+    end_of_turn: str,
+    assistant_only: bool,
+    has_eval: bool,
+) -> dict[str, Any]:
+    """Keyword arguments for `trl.SFTConfig` for this run on this machine."""
+    kwargs = sft_kwargs(resolved)
+    kwargs["eos_token"] = end_of_turn
+    if assistant_only:
+        kwargs["assistant_only_loss"] = True
+    else:
+        kwargs.setdefault("completion_only_loss", None)  # TRL: True for prompt-completion rows
+    if use_cpu:
+        kwargs["use_cpu"] = True
+        kwargs["bf16"] = False
+        kwargs["fp16"] = False
+    kwargs.setdefault("include_num_input_tokens_seen", "non_padding")
+    report_to = kwargs.get("report_to")
+    if report_to in (None, "none") or report_to == ["none"]:
+        kwargs["report_to"] = []
+    if not has_eval and kwargs.get("eval_strategy", "no") != "no":
+        kwargs["eval_strategy"] = "no"
+    return kwargs

@@ -1,0 +1,1 @@
+"""A training run on disk: its directory, metrics, plot, provenance and summary."""
