@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.lint.rules.renamed_keys import KEY_FIXES, MOVED  # noqa: E402
+from runner.lint.rules.renamed_keys import DEPRECATED, KEY_FIXES, MOVED  # noqa: E402
 
 BASE = ROOT / "schemas" / "source" / "recipe-v1.base.yaml"
 DESCRIPTIONS = ROOT / "schemas" / "source" / "descriptions.yaml"
@@ -182,7 +182,8 @@ def dataclass_block(cls: type, block: str, descriptions: dict[str, str]) -> dict
         help_text = clean_help(field.metadata.get("help", ""))
         key = f"{block}.{field.name}"
         schema["description"] = descriptions.get(key) or help_text or field.name
-        if "deprecated" in help_text.lower()[:40]:
+        fix = KEY_FIXES.get((block, field.name))
+        if "deprecated" in help_text.lower()[:40] or (fix and fix.kind == DEPRECATED):
             schema["deprecated"] = True
         properties[field.name] = schema
     return {"type": "object", "additionalProperties": False, "properties": properties}
