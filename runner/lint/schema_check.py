@@ -77,6 +77,8 @@ def describe_type(value: Any) -> str:
 def _expected(types: Any) -> str:
     if isinstance(types, str):
         types = [types]
+    if len(types) > 1:
+        types = [t for t in types if t != "null"]  # "or null" only confuses
     words = [TYPE_WORDS.get(t, t) for t in types]
     return " or ".join(words)
 
