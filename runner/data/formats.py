@@ -62,7 +62,7 @@ def normalize_row(
     example: dict[str, Any] = {}
     for field, key, required in FIELDS[fmt]:
         column = column_for(fmt, field, columns)
-        label = field if column == field else f"'{field}' (column '{column}')"
+        label = f"'{field}'" if column == field else f"'{field}' (column '{column}')"
         value = row.get(column)
         if value is None:
             if required:

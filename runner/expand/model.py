@@ -86,6 +86,13 @@ def load_model(
         if "quantization_config" in kwargs:
             kwargs["quantization_config"] = BitsAndBytesConfig(**kwargs["quantization_config"])
         model = AutoModelForCausalLM.from_pretrained(model_block["id"], **kwargs)
+    if use_cpu and "quantization_config" in kwargs:
+        # bitsandbytes repacks 4-bit weights for a CPU inference kernel the first time a
+        # layer runs in eval mode, and that kernel has no backward: training after an
+        # evaluation would get zero gradients. Keep the trainable layout on CPU.
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return model

@@ -1,0 +1,110 @@
+"""Shared test fixtures: a tiny local model, recipe writing, the real-world fixtures folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+DEMO_TRAIN = REPO / "recipes" / "data" / "uppercase-train.jsonl"
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """../shared/fixtures (real tokenizers, configs, Alpaca rows); skips when absent."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is absent")
+    return SHARED_FIXTURES
+
+
+def save_tiny_llama(path: Path, layers: int = 2, hidden: int = 64) -> Path:
+    """A 2-layer Llama with random weights and the runner's byte-level tokenizer, saved."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from runner.expand.tokenizer import build_byte_level_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_byte_level_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny Llama (2 layers, 64 wide, byte-level vocabulary of 259 tokens)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def tiny_recipe(model_dir: Path, method: str = "full", **training: Any) -> dict[str, Any]:
+    """A short recipe training the tiny model on a slice of the demo data."""
+    recipe: dict[str, Any] = {
+        "schema_version": 1,
+        "name": f"tiny-{method}",
+        "model": {"id": str(model_dir), "dtype": "float32"},
+        "method": method,
+        "data": {
+            "train": [{"source": str(DEMO_TRAIN), "format": "prompt_completion", "rows": 96}],
+            "eval": {"fraction": 0.1},
+            "template": "plain",
+        },
+        "training": {
+            "max_steps": 12,
+            "learning_rate": 3.0e-3,
+            "per_device_train_batch_size": 8,
+            "per_device_eval_batch_size": 16,
+            "max_length": 64,
+            "logging_steps": 1,
+            "eval_strategy": "steps",
+            "eval_steps": 6,
+            "save_strategy": "no",
+            "activation_checkpointing": False,
+            "report_to": "none",
+            "seed": 7,
+            **training,
+        },
+        "output_dir": "run",
+    }
+    if method in ("lora", "qlora"):
+        recipe["lora"] = {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+        recipe["training"]["learning_rate"] = 1.0e-2
+    if method == "qlora":
+        recipe["quantization"] = {
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_compute_dtype": "float32",
+        }
+    return recipe
+
+
+def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
+    """Write a recipe mapping as YAML."""
+    import io
+
+    from runner.recipe.load import round_trip_yaml
+
+    stream = io.StringIO()
+    round_trip_yaml().dump(recipe, stream)
+    path.write_text(stream.getvalue(), encoding="utf-8")
+    return path

@@ -1,0 +1,96 @@
+"""Every shipped recipe expands into library objects that the real libraries accept."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.expand.library_kwargs import bnb_kwargs, lora_kwargs
+from runner.expand.model import model_kwargs
+from runner.expand.training import run_sft_kwargs
+from runner.lint import check_recipe
+from runner.recipe.catalog import shipped_recipes
+
+SHIPPED = [p.stem for p in shipped_recipes()]
+
+
+def resolved(name: str, *overrides: str) -> dict:
+    result = check_recipe(name, overrides)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    return result.resolved
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipe_builds_a_real_sftconfig_on_cpu(name, tmp_path):
+    from trl import SFTConfig
+
+    kwargs = run_sft_kwargs(
+        resolved(name, f"output_dir={tmp_path}"),
+        use_cpu=True,
+        end_of_turn="</s>",
+        assistant_only=False,
+        has_eval=True,
+    )
+    config = SFTConfig(**kwargs)
+    assert config.bf16 is False and config.fp16 is False and config.use_cpu is True
+    assert config.eos_token == "</s>"
+    assert config.output_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipe_builds_real_lora_and_bnb_configs(name):
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    recipe = resolved(name)
+    lora, bnb = lora_kwargs(recipe), bnb_kwargs(recipe)
+    if recipe["method"] == "full":
+        assert lora is None and bnb is None
+        return
+    assert LoraConfig(**lora).r == recipe["lora"]["r"]
+    if recipe["method"] == "qlora":
+        config = BitsAndBytesConfig(**bnb)
+        assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_model_is_loaded_with_an_explicit_dtype_on_one_device(name):
+    kwargs = model_kwargs(resolved(name), "cuda:0")
+    assert kwargs["dtype"] in ("bfloat16", "float16", "float32")
+    assert kwargs["attn_implementation"] == "sdpa"
+    # never "auto": a model that does not fit must fail, not spill onto the CPU
+    assert kwargs["device_map"] == {"": "cuda:0"}
+
+
+def test_qlora_recipe_loads_with_4bit_quantization():
+    kwargs = model_kwargs(resolved("tinyllama-qlora-3070"), "cuda:0")
+    assert kwargs["quantization_config"]["load_in_4bit"] is True
+    assert kwargs["quantization_config"]["bnb_4bit_compute_dtype"] == "bfloat16"
+
+
+def test_deepspeed_full_finetune_leaves_placement_to_deepspeed():
+    recipe = resolved("llama32-1b-full-3090", "launch.strategy=deepspeed", "launch.num_processes=2")
+    assert "device_map" not in model_kwargs(recipe, "cuda:0")
+
+
+def test_cpu_run_switches_precision_off_and_counts_tokens():
+    kwargs = run_sft_kwargs(
+        resolved("llama32-1b-full-3090"),
+        use_cpu=True,
+        end_of_turn="<|eot_id|>",
+        assistant_only=True,
+        has_eval=True,
+    )
+    assert kwargs["bf16"] is False and kwargs["use_cpu"] is True
+    assert kwargs["assistant_only_loss"] is True
+    assert kwargs["include_num_input_tokens_seen"] == "non_padding"
+
+
+def test_report_to_none_becomes_an_empty_list():
+    kwargs = run_sft_kwargs(
+        resolved("demo-uppercase"),
+        use_cpu=True,
+        end_of_turn="</s>",
+        assistant_only=False,
+        has_eval=True,
+    )
+    assert kwargs["report_to"] == []
