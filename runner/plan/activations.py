@@ -20,13 +20,17 @@ LM_VOCAB_CHUNK = 32768
 def _lora_input(
     saved: dict[str, int], name: str, x_name: str, width: int, setup: Setup, a: int
 ) -> None:
-    """What a LoRA branch saves for the adapter on `name` (input `x_name`, width `width`)."""
+    """What a LoRA branch saves for the adapter on `name` (input `x_name`, width `width`).
+
+    With dropout each adapter keeps its own dropped copy of the input (and, on CUDA, the
+    bool mask of native_dropout). fp32 adapters under bf16 autocast keep a bf16 cast of
+    their input; bf16 adapters (QLoRA) read the input itself.
+    """
     casts = setup.method == "lora" and setup.mixed_precision != "no"
     if setup.lora_dropout > 0:
-        saved[f"{name}.dropout_mask"] = width  # bool mask
+        saved[f"{name}.dropout_mask"] = width  # bool mask (CUDA native_dropout)
         saved[f"{name}.lora_in"] = (2 if casts else a) * width
     elif casts:
-        # fp32 adapter under bf16 autocast: PEFT casts x to fp32, autocast back to bf16
         saved[f"{name}.lora_in"] = 2 * width
     elif setup.method == "lora" and a != 4:
         saved[f"{name}.lora_in"] = 4 * width  # fp32 adapter, no autocast: fp32 copy
@@ -134,12 +138,35 @@ def has_padding_mask(setup: Setup, batch: int) -> bool:
     return batch > 1 and not setup.padding_free
 
 
+def shared_bytes(arch: Architecture, setup: Setup, batch: int) -> int:
+    """Tensors every layer shares: the 4D bool mask, rotary cos/sin, input ids."""
+    mask = batch * setup.seq * setup.seq if has_padding_mask(setup, batch) else 0
+    rotary = 2 * setup.seq * arch.head_dim * setup.activation_bytes
+    return mask + rotary + 8 * batch * setup.seq
+
+
+def autocast_weight_copies(arch: Architecture, setup: Setup) -> int:
+    """bf16 casts of fp32 LoRA weights that autocast caches for the whole forward."""
+    if setup.method != "lora" or setup.mixed_precision == "no":
+        return 0
+    per_layer = sum(
+        setup.lora_r * (i + o)
+        for n, (i, o) in arch.linear_shapes().items()
+        if n in setup.lora_targets
+    )
+    return 2 * arch.layers * per_layer
+
+
 def activation_bytes(arch: Architecture, setup: Setup) -> tuple[int, int]:
     """(kept through the forward pass, recomputed/working peak during backward)."""
     tokens = tokens_per_micro_batch(setup)
     mask = has_padding_mask(setup, setup.batch)
     per_layer = layer_bytes_per_token(arch, setup, setup.seq, mask) * tokens
-    head = head_saved_per_token(arch, setup) * tokens
+    head = (
+        head_saved_per_token(arch, setup) * tokens
+        + shared_bytes(arch, setup, setup.batch)
+        + autocast_weight_copies(arch, setup)
+    )
     if setup.offload_activations:
         # TRL's activation offloading moves saved tensors to CPU; one layer stays on GPU
         return head, per_layer

@@ -176,8 +176,10 @@ def optimizer_bytes(arch: Architecture, setup: Setup) -> tuple[int, int]:
         else:
             size = 2 * element * t.numel  # unknown: assume an Adam-like optimizer
         total += size
-    if optim in EIGHT_BIT_OPTIMS and tensors:
-        total += 2 * 256 * 4  # the two shared quantization maps
+    if optim in EIGHT_BIT_OPTIMS and any(
+        t.numel >= OPTIM_8BIT_MIN_SIZE and not t.is_embedding for t in tensors
+    ):
+        total += 2 * 256 * 4  # the two quantization maps, shared by all 8-bit states
     return total, paged
 
 
