@@ -57,7 +57,7 @@ def sft_labels(tokenizer, rows: list[dict], end_of_turn: str, assistant_only: bo
             assistant_only_loss=assistant_only,
             max_length=None,
             activation_checkpointing=False,
-        ),  # fmt: skip
+        ),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
     )
