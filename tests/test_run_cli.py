@@ -1,0 +1,112 @@
+"""`recipe run` and `recipe preview` through the real CLI, for what stops a run early."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, tiny_recipe, write_recipe
+
+
+def recipe_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["recipe", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_dry_run_prints_the_exact_launch_command_and_starts_nothing(tmp_path, tiny_model_dir):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_model_dir))
+    result = recipe_cli(
+        "run", str(path), "--dry-run", "--", "--num_cpu_threads_per_process", "2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# launch command"
+    assert lines[1] == (
+        "accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no "
+        f"--dynamo_backend no --num_cpu_threads_per_process 2 -m runner.train {tmp_path / 'run'}"
+    )
+    assert "# resolved recipe" in lines and "name: tiny-full" in result.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_lint_errors_stop_the_run_before_anything_loads(tmp_path, tiny_model_dir):
+    recipe = tiny_recipe(tiny_model_dir)
+    recipe["training"]["warmup_ratio"] = 0.1
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    result = recipe_cli("run", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "r.yaml:" in result.stderr and "warmup_ratio" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_rows_are_reported_with_source_and_row_before_any_model_loads(tmp_path, tiny_model_dir):
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        '{"prompt": "a", "completion": "A"}\n{"prompt": "b", "completion": ""}\n'
+        '{"prompt": "c", "completion": 3}\n',
+        encoding="utf-8",
+    )
+    recipe = tiny_recipe(tiny_model_dir)
+    recipe["data"]["train"] = [{"source": "data.jsonl", "format": "prompt_completion"}]
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    result = recipe_cli("run", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "data.jsonl:row 2: empty response" in result.stderr
+    assert "data.jsonl:row 3: 'completion' is int 3, expected text" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # stopped before the run directory or a model
+
+
+def test_a_non_empty_output_dir_is_refused(tmp_path, tiny_model_dir):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "precious.txt").write_text("keep me")
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_model_dir))
+    result = recipe_cli("run", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "exists and is not empty; refusing to overwrite it" in result.stderr
+    assert "--overwrite" in result.stderr
+    # --overwrite replaces earlier runs only, never a folder that is not a run
+    result = recipe_cli("run", str(path), "--overwrite", cwd=tmp_path)
+    assert result.returncode == 1 and "is not a run directory" in result.stderr
+    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, tiny_model_dir):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_model_dir))
+    result = recipe_cli("run", str(path), "--resume", cwd=tmp_path)
+    assert result.returncode == 1 and "no checkpoint to resume from" in result.stderr
+
+
+def test_preview_marks_trained_tokens_and_reports_lengths(tmp_path):
+    result = recipe_cli("preview", "demo-uppercase", "-n", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("--- example") == 2
+    assert "Uppercase: " in out and "[[" in out and "</s>]]" in out  # answer + eos trained
+    assert "longer than max_length 64 would be truncated" in out
+    assert "pad token '<pad>', end-of-turn token '</s>'" in out
+
+
+def test_preview_shows_the_prompt_untrained(tmp_path):
+    result = recipe_cli("preview", "demo-uppercase", "-n", "1", cwd=tmp_path)
+    example = result.stdout.split("--- example 1")[1].splitlines()[1:3]
+    first = "\n".join(example)
+    assert first.startswith("Uppercase: ") and not first.startswith("[[")
+    word = first.split("Uppercase: ")[1].split("\n")[0]
+    assert f"[[{word.upper()}</s>]]" in result.stdout
+
+
+def test_demo_data_is_reproducible(tmp_path):
+    before = {p.name: p.read_bytes() for p in (REPO / "recipes" / "data").glob("uppercase-*.jsonl")}
+    subprocess.run([sys.executable, str(REPO / "tools" / "make_demo_data.py")], check=True)
+    after = {p.name: p.read_bytes() for p in (REPO / "recipes" / "data").glob("uppercase-*.jsonl")}
+    assert before == after
+    json.loads((REPO / "recipes" / "data" / "uppercase-eval.jsonl").read_text().splitlines()[0])
