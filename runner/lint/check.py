@@ -69,17 +69,27 @@ def check_recipe(
 
 def check_data(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
     """Schema errors and rule findings for migrated recipe data (unsorted)."""
-    return schema_diagnostics(recipe, data) + rule_diagnostics(recipe, data)
+    schema = schema_diagnostics(recipe, data)
+    return schema + rule_diagnostics(recipe, data, report_crashes=not has_errors(schema))
 
 
-def rule_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
-    """Run the rule table over `data`; a crashing check becomes a warning, not a traceback."""
+def rule_diagnostics(
+    recipe: Recipe, data: dict[str, Any], report_crashes: bool = True
+) -> list[Diagnostic]:
+    """Run the rule table over `data`; a crashing check never becomes a traceback.
+
+    A crash is reported as a `rule-crashed` warning when `report_crashes` (the recipe
+    is schema-valid, so the rule has a bug); on schema-invalid data the schema errors
+    already say what is wrong, and the crash is dropped.
+    """
     ctx = RuleContext(recipe, data)
     out: list[Diagnostic] = []
     for rule in all_rules():
         try:
             findings = list(rule.check(ctx))
         except Exception as exc:  # a rule bug must not hide the other findings
+            if not report_crashes:
+                continue
             out.append(
                 Diagnostic(
                     rule="rule-crashed",

@@ -238,7 +238,9 @@ def _resolve_ref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 def _alternatives(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
     key = _where(path)
     if path == ("model",):
-        instance = error.instance if isinstance(error.instance, dict) else {}
+        if not isinstance(error.instance, dict):
+            return []  # the `type: object` error already says what model must be
+        instance = error.instance
         if "id" in instance and "config" in instance:
             message = "model has both id and config; give one of them"
             hint = "keep id to fine-tune a pretrained model, or config (+ tokenizer) to train from scratch"

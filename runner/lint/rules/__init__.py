@@ -27,8 +27,9 @@ What a check receives (`RuleContext`):
 
 Rules run on every recipe that loads, even when the schema found errors, so a check
 must tolerate wrong types inside blocks (compare with `is True`, check `isinstance`). A
-check that raises anyway is skipped (never a traceback) and reported as an internal
-`rule-crashed` warning.
+check that raises anyway is skipped (never a traceback); on a schema-valid recipe it is
+reported as an internal `rule-crashed` warning (tests/test_lint_robustness.py feeds every
+rule wrong types).
 
 Put a rule in the module of its theme, or a new module with a `RULES` list, and add
 that module to MODULES below.

@@ -21,7 +21,7 @@ def _learning_rate_unusual(ctx: RuleContext) -> Iterator[Finding]:
         return
     if "config" in ctx.model:
         return  # a model built from model.config trains from scratch, not fine-tuning
-    bounds = USUAL_RANGES.get(ctx.method)  # type: ignore[arg-type]
+    bounds = USUAL_RANGES.get(ctx.method) if isinstance(ctx.method, str) else None
     if bounds is None:
         return
     low, high, usual = bounds
