@@ -35,6 +35,8 @@ REQUIRED_HINTS = {
     "data": "add `data: {train: [{source: my-data.jsonl, format: alpaca}]}`",
     "train": "add `train: [{source: my-data.jsonl, format: alpaca}]`",
 }
+# common shorthands for allowed values
+ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
 LIBRARY_BLOCKS = {
     "training": "SFTConfig",
     "lora": "LoraConfig",
@@ -92,6 +94,16 @@ def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
     kind = error.validator
     key = _where(path)
     schema = error.schema if isinstance(error.schema, dict) else {}
+    if path and path[-1] == "rows" and kind in ("oneOf", "type", "minimum", "pattern"):
+        return [
+            recipe.diagnostic(
+                "bad-value",
+                path,
+                f"{key} must be a count of at least 1 or a slice 'start:stop', "
+                f"not {error.instance!r}",
+                "e.g. `rows: 1000` (the first 1000) or `rows: '100:600'`",
+            )
+        ]
     if kind == "additionalProperties":
         return _unknown_keys(recipe, path, error.instance, schema)
     if kind == "required":
@@ -120,9 +132,14 @@ def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
                 _type_hint(error.validator_value, error.instance),
             )
         ]
+    if kind == "enum" and "propertyNames" in error.relative_schema_path:
+        return _bad_property_names(recipe, path, error)
     if kind == "enum":
-        allowed = [str(v) for v in error.validator_value]
-        guess = closest(str(error.instance), allowed) if isinstance(error.instance, str) else None
+        allowed = ["null" if v is None else str(v) for v in error.validator_value]
+        guess = None
+        if isinstance(error.instance, str):
+            guess = ALIASES.get(error.instance.lower())
+            guess = guess if guess in allowed else closest(error.instance, allowed)
         hint = f"did you mean '{guess}'? " if guess else ""
         return [
             recipe.diagnostic(
@@ -156,6 +173,21 @@ def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
             for name in bad
         ] or [recipe.diagnostic("bad-value", path, f"{key}: {error.message}", "")]
     return [_bound(recipe, path, key, error)]
+
+
+def _bad_property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    allowed = [str(v) for v in error.validator_value]
+    name = str(error.instance)
+    return [
+        recipe.diagnostic(
+            "unknown-key",
+            (*path, name),
+            f"'{name}' in {_where(path)} is not a field of any data format",
+            _did_you_mean(name, allowed)
+            + "map a format field to your column: `columns: {instruction: my_question}`; "
+            "fields: " + ", ".join(allowed),
+        )
+    ]
 
 
 def _type_hint(expected: Any, value: Any) -> str:
