@@ -53,7 +53,7 @@ def check_recipe(
     `cwd` is where output_dir is resolved from (default: the current directory).
     """
     try:
-        recipe_path = path if Path(path).is_file() else find_recipe(str(path))
+        recipe_path = path if Path(path).is_file() else _shown(find_recipe(str(path)))
         recipe = load_recipe(recipe_path, overrides)
     except RecipeError as exc:
         return LintResult(None, None, sort_diagnostics(exc.diagnostics))
@@ -65,6 +65,14 @@ def check_recipe(
     if not has_errors(diagnostics):
         resolved = resolve_recipe(data, recipe.directory, cwd)
     return LintResult(recipe, data, diagnostics, resolved)
+
+
+def _shown(path: Path) -> Path:
+    """A shipped recipe's path relative to the current directory when it is inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def check_data(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
