@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> None:
         from peft import LoraConfig
 
         lora = LoraConfig(**lora)
+        if "config" in resolved["model"] and int(os.environ.get("RANK", "0")) == 0:
+            # A random-weight base cannot be rebuilt bit for bit later: keep it beside the
+            # adapter. Saved before SFTTrainer injects the LoRA layers into this very model
+            # (saved afterwards, its q_proj etc. would be stored as `base_layer` weights that
+            # `from_pretrained` does not load).
+            model.save_pretrained(run.final / "base")
     trainer = SFTTrainer(
         model=model,
         args=config,
@@ -104,9 +110,6 @@ def main(argv: list[str] | None = None) -> None:
 
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(run.final)
-        if lora and "config" in resolved["model"]:
-            # A random-weight base cannot be rebuilt bit for bit later: keep it beside the adapter.
-            trainer.model.get_base_model().save_pretrained(run.final / "base")
         records = read_metrics(run.metrics)
         plot_loss(records, run.loss_plot, title=resolved.get("name", "run"))
         run.update_run(
