@@ -79,7 +79,13 @@ def checked_recipe(recipe: str, overrides: Iterable[str] = ()):  # -> LintResult
     show_default=True,
     help="text: one line per finding on stderr; json: one document on stdout.",
 )
-def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str) -> None:
+@click.option(
+    "--data",
+    "read_data",
+    is_flag=True,
+    help="Also open the first rows of each local data file and check the mapped columns.",
+)
+def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str, read_data: bool) -> None:
     """Check recipes (files or folders) against the schema and the rule table.
 
     Exit 0 when clean (warnings allowed), 1 when any recipe has an error, 2 on usage
@@ -91,7 +97,7 @@ def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str) -> None:
     report = []
     any_errors = False
     for path in files:
-        result = check_recipe(path, overrides)
+        result = check_recipe(path, overrides, read_data=read_data)
         any_errors = any_errors or not result.ok
         report.append((path, result))
     if fmt == "json":

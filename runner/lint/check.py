@@ -46,11 +46,15 @@ class LintResult:
 
 
 def check_recipe(
-    path: str | Path, overrides: Iterable[str] = (), cwd: Path | None = None
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    cwd: Path | None = None,
+    read_data: bool = False,
 ) -> LintResult:
     """Lint a recipe file (or shipped recipe name) with `--set` overrides applied.
 
     `cwd` is where output_dir is resolved from (default: the current directory).
+    `read_data` also checks the first rows of each local data file (`lint --data`).
     """
     try:
         recipe_path = path if Path(path).is_file() else _shown(find_recipe(str(path)))
@@ -60,7 +64,12 @@ def check_recipe(
     data, problems = migrate(recipe)
     if problems:
         return LintResult(recipe, data, sort_diagnostics(problems))
-    diagnostics = sort_diagnostics(check_data(recipe, data))
+    diagnostics = check_data(recipe, data)
+    if read_data and not has_errors(diagnostics):
+        from runner.lint.data_rows import check_rows
+
+        diagnostics += check_rows(recipe, data)
+    diagnostics = sort_diagnostics(diagnostics)
     resolved = None
     if not has_errors(diagnostics):
         resolved = resolve_recipe(data, recipe.directory, cwd)
