@@ -79,9 +79,13 @@ def plan(
     shown = [d for d in result.diagnostics if d.rule not in OWN_RULES]
     for diagnostic in shown:
         click.echo(diagnostic.format(), err=True)
-    if result.resolved is None or any(d.severity != "warning" for d in shown):
+    if result.data is None or any(d.severity != "warning" for d in shown):
         sys.exit(1)
     resolved = result.resolved
+    if resolved is None:  # only the hardware-fit rules failed: the plan says why
+        from runner.recipe.resolve import resolve_recipe
+
+        resolved = resolve_recipe(result.data, result.recipe.directory)
     card = _card(resolved, gpu, memory_gib)
     try:
         the_plan = make_plan(resolved, result.recipe.directory, card, tokens)
