@@ -101,6 +101,11 @@ def explain_key(query: str) -> tuple[str, bool]:
     """(text, found) for a dotted key, a bare key name, or a renamed/removed key."""
     parts = [p for p in query.strip().split(".") if p and not p.isdigit()]
     key = ".".join(parts)
+    if not key:
+        return (
+            "give a key, e.g. `recipe explain training.learning_rate` or `recipe explain lora`",
+            False,
+        )
     index = key_index()
     if key in index:
         return render(key, index[key]), True

@@ -92,8 +92,12 @@ def copy_recipe(
 
     text = _dump(doc)
     text = _fix_header(text, recipe.path.stem, dest, new_dir, cwd)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text, encoding="utf-8")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with dest.open("x", encoding="utf-8") as handle:  # "x": never overwrite
+            handle.write(text)
+    except OSError as exc:
+        raise RecipeCopyError(f"cannot write {dest}: {exc.strerror or exc}") from None
     return notes
 
 
