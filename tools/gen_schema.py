@@ -65,6 +65,7 @@ EXTRA_ENUMS = {"report_to": REPORT_TO}
 
 
 def load_yaml(path: Path) -> Any:
+    """Plain data from a YAML file."""
     from ruamel.yaml import YAML
 
     return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
@@ -109,6 +110,7 @@ def type_schema(annotation: Any, enum_values: list | None = None) -> dict[str, A
 
 
 def union_schema(members: tuple, enum_values: list | None) -> dict[str, Any]:
+    """JSON Schema for a Union: a type list where possible, else anyOf."""
     enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]
     if enums:  # `SchedulerType | str`: the enum's values are the allowed strings
         members = tuple(m for m in members if m is not str)
@@ -152,6 +154,7 @@ def json_default(value: Any) -> tuple[bool, Any]:
 
 
 def clean_help(text: str) -> str:
+    """Library help text on one line."""
     text = re.sub(r"\s+", " ", text or "").strip()
     return text
 
@@ -160,6 +163,7 @@ def clean_help(text: str) -> str:
 
 
 def dataclass_block(cls: type, block: str, descriptions: dict[str, str]) -> dict[str, Any]:
+    """The closed object schema of a config dataclass (SFTConfig, LoraConfig)."""
     hints = typing.get_type_hints(cls)
     excluded = EXCLUDED[block] | {
         key for (b, key), fix in KEY_FIXES.items() if b == block and fix.kind == MOVED
@@ -190,6 +194,7 @@ def dataclass_block(cls: type, block: str, descriptions: dict[str, str]) -> dict
 
 
 def bnb_block(descriptions: dict[str, str]) -> dict[str, Any]:
+    """The closed object schema of BitsAndBytesConfig (from its signature and docstring)."""
     from transformers import BitsAndBytesConfig
 
     helps = docstring_args(BitsAndBytesConfig.__doc__ or "")
@@ -251,6 +256,7 @@ def _describe_runner_keys(schema: dict[str, Any], descriptions: dict[str, str]) 
 
 
 def render(schema: dict[str, Any]) -> str:
+    """The schema as committed: sorted keys, 2-space indent, trailing newline."""
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -34,6 +34,7 @@ class LintResult:
 
     @property
     def ok(self) -> bool:
+        """No errors (warnings allowed)."""
         return not has_errors(self.diagnostics)
 
     @property

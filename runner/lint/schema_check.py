@@ -61,6 +61,7 @@ def schema_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]
 
 
 def describe_type(value: Any) -> str:
+    """A value in words, for "must be X, not Y" messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):

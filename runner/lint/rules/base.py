@@ -69,6 +69,7 @@ class RuleContext:
     data: dict[str, Any]
 
     def block(self, name: str) -> dict[str, Any]:
+        """A top-level block as a dict ({} when absent or not a mapping)."""
         value = self.data.get(name)
         return value if isinstance(value, dict) else {}
 
@@ -114,6 +115,7 @@ class RuleContext:
         return TRL_DEFAULTS.get(key)
 
     def has_eval_data(self) -> bool:
+        """Whether data.eval is given (a fraction or a list of sources)."""
         return bool(self.block("data").get("eval"))
 
     def strategy(self, kind: str) -> str:
