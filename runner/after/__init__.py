@@ -1,0 +1,11 @@
+"""After training: use what a run produced (`recipe infer`, `chat`, `merge`, `eval`).
+
+- `target`: what RUN_OR_MODEL names (a run directory, a model or adapter directory, or a
+  cached hub id) and whether its models are available offline; no heavy imports.
+- `load`: load the trained model, the base model and the tokenizer, offline.
+- `prompts`: prompts formatted exactly as training formatted them; stop-token ids.
+- `generate`: generation settings and generation cut at the end-of-turn token.
+- `chat`: the multi-turn loop of `recipe chat`.
+- `merge`: merge a LoRA/QLoRA adapter into its base and save a standalone model.
+- `evaluate`: loss, perplexity and reference-compared generations of a run.
+"""

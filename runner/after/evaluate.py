@@ -1,0 +1,207 @@
+"""`recipe eval`: loss, perplexity and reference-compared generations of a run.
+
+The loss is computed the way training computed its eval loss: the examples go through
+the same `to_trl_rows` and into TRL's `SFTTrainer.evaluate` with the run's own settings
+(completion-only or assistant-only loss), so on the run's eval split it reproduces the
+eval_loss in run.json. Perplexity is exp(loss). Then the first N examples are answered
+greedily and compared with their references.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.after.target import AfterError, Target
+
+if TYPE_CHECKING:
+    from runner.after.load import Loaded
+
+EVAL_JSON = "eval.json"
+GENERATIONS = "eval-generations.jsonl"
+SHORT_ANSWER_WORDS = 20  # exact match is reported when every reference is this short
+
+
+@dataclass
+class EvalData:
+    examples: list[dict[str, Any]]
+    shape: str
+    description: str
+    skipped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def eval_data(target: Target, data: str | None, fmt: str | None) -> EvalData:
+    """The run's eval split, or the rows of `--data` read as `--format` (default: the
+    format of the run's training data)."""
+    from runner.data.formats import SHAPE
+    from runner.data.prepare import load_examples, read_source
+    from runner.data.sources import DataError
+
+    resolved = target.resolved
+    if resolved is None:
+        raise AfterError(
+            f"error: {target.path} is not a run directory; recipe eval takes the output_dir "
+            "of a `recipe run`"
+        )
+    try:
+        if data is None:
+            examples = load_examples(resolved)
+            if not examples.eval:
+                raise AfterError(
+                    f"error: the run {target.path} has no eval split (its recipe has no "
+                    "data.eval); give rows to evaluate on with --data SOURCE --format FORMAT"
+                )
+            return EvalData(examples.eval, examples.shape, "the run's eval split")
+        formats = {source["format"] for source in resolved["data"]["train"]}
+        if fmt is None and len(formats) != 1:
+            raise AfterError(
+                f"error: say how {data} is laid out with --format "
+                f"({', '.join(sorted(SHAPE))}); the run trained on several formats"
+            )
+        fmt = fmt or next(iter(formats))
+        path = Path(data).expanduser()
+        source = {"source": str(path.resolve()) if path.exists() else data, "format": fmt}
+        seed = int((resolved.get("training") or {}).get("seed", 42))
+        rows, bad, _ = read_source(source, seed, shuffle=False)
+    except DataError as exc:
+        raise AfterError(f"error: {exc}") from None
+    if not rows:
+        raise AfterError(f"error: {data}: no usable rows (first problem: {bad[0].format()})")
+    notes = [f"skipped {len(bad)} bad row(s); first: {bad[0].format()}"] if bad else []
+    shape = SHAPE[fmt]
+    if shape == "messages" and resolved["data"].get("template") in ("alpaca", "plain"):
+        raise AfterError(
+            f"error: format {fmt} needs a chat template, but the run used the "
+            f"{resolved['data']['template']} template (evaluate instruction-shaped data)"
+        )
+    return EvalData(rows, shape, f"{data} ({fmt})", skipped=len(bad), notes=notes)
+
+
+def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
+    """eval loss, perplexity and mean token accuracy as TRL's evaluation computes them."""
+    from trl import SFTConfig, SFTTrainer
+
+    from runner.data.prepare import to_trl_rows, uses_assistant_only_loss
+    from runner.data.templates import template_kind, training_chat_template
+    from runner.expand.tokenizer import end_of_turn_token
+    from runner.expand.training import run_sft_kwargs
+
+    resolved = loaded.settings
+    tokenizer = loaded.tokenizer
+    end_of_turn = end_of_turn_token(tokenizer, template_kind(resolved["data"].get("template")))
+    assistant_only = uses_assistant_only_loss(data.shape)
+    if assistant_only:
+        tokenizer.chat_template = training_chat_template(tokenizer) or tokenizer.chat_template
+    rows = to_trl_rows(data.examples, data.shape, resolved, tokenizer, end_of_turn)
+    device = next(loaded.model.parameters()).device
+    with tempfile.TemporaryDirectory(prefix="recipe-eval-") as scratch:
+        kwargs = run_sft_kwargs(
+            resolved,
+            use_cpu=device.type == "cpu",
+            end_of_turn=end_of_turn,
+            assistant_only=assistant_only,
+            has_eval=True,
+        )
+        kwargs.update(output_dir=scratch, report_to=[], save_strategy="no")
+        trainer = SFTTrainer(
+            model=loaded.model,
+            args=SFTConfig(**kwargs),
+            train_dataset=rows,  # required by SFTTrainer; never trained on
+            eval_dataset=rows,
+            processing_class=tokenizer,
+        )
+        metrics = trainer.evaluate()
+    loss = float(metrics["eval_loss"])
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss) if loss < 700 else math.inf,
+        "mean_token_accuracy": metrics.get("eval_mean_token_accuracy"),
+        "rows": len(rows),
+    }
+
+
+def prompt_and_reference(example: dict[str, Any]) -> tuple[Any, str, str] | None:
+    """(prompt, input, reference) of an example, or None when it has no reference."""
+    if "response" in example:
+        return example["instruction"], example.get("input", ""), example["response"]
+    messages = example.get("messages")
+    if messages:
+        last = max(i for i, turn in enumerate(messages) if turn["role"] == "assistant")
+        if last > 0:
+            return messages[:last], "", messages[last]["content"]
+    return None
+
+
+def is_exact(answer: str, reference: str) -> bool:
+    return answer.strip() == reference.strip()
+
+
+def short_answers(references: list[str]) -> bool:
+    """Whether references are short enough for exact match to mean something."""
+    return bool(references) and all(
+        len(r.split()) <= SHORT_ANSWER_WORDS and "\n" not in r.strip() for r in references
+    )
+
+
+def reference_generations(
+    loaded: Loaded, data: EvalData, count: int, max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """Greedy answers to the first `count` examples that have a reference."""
+    from runner.after.generate import Sampling, generate
+    from runner.after.prompts import format_prompt
+
+    chosen = []
+    for example in data.examples:
+        parts = prompt_and_reference(example)
+        if parts is not None:
+            chosen.append(parts)
+        if len(chosen) >= count:
+            break
+    if not chosen:
+        return []
+    prompts = [format_prompt(loaded.settings, loaded.tokenizer, p, i) for p, i, _ in chosen]
+    completions = generate(
+        loaded.model,
+        loaded.tokenizer,
+        prompts,
+        Sampling(max_new_tokens=max_new_tokens),
+        loaded.stop_ids,
+    )
+    return [
+        {
+            "prompt": prompt,
+            "input": input_text,
+            "reference": reference,
+            "completion": completion.text,
+            "exact_match": is_exact(completion.text, reference),
+            "stopped": completion.stopped,
+        }
+        for (prompt, input_text, reference), completion in zip(chosen, completions, strict=True)
+    ]
+
+
+def summary(metrics: dict[str, Any], generations: list[dict[str, Any]]) -> dict[str, Any]:
+    """Loss metrics plus the generations' exact match (None where it means nothing)."""
+    references = [g["reference"] for g in generations]
+    hits = sum(g["exact_match"] for g in generations)
+    return {
+        **metrics,
+        "generations": len(generations),
+        "exact_match": hits / len(generations) if short_answers(references) else None,
+        "exact_match_count": hits if short_answers(references) else None,
+    }
+
+
+def save_results(run_path: Path, record: dict[str, Any], generations: list[dict[str, Any]]) -> Path:
+    """Write eval.json and eval-generations.jsonl into the run directory."""
+    path = run_path / EVAL_JSON
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    with open(run_path / GENERATIONS, "w", encoding="utf-8") as out:
+        for row in generations:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
