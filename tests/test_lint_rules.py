@@ -1,0 +1,109 @@
+"""Rule behaviour beyond the broken suite: defaults, local models, what must stay quiet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.lint import check_recipe
+
+RECIPE = """schema_version: 1
+name: rules
+model: {{id: {model}}}
+method: full
+data:
+  train: [{{source: tatsu-lab/alpaca, format: alpaca}}]
+training: {{learning_rate: 1.0e-5, bf16: true{training}}}
+output_dir: outputs/rules
+"""
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def rules_of(result) -> set[str]:
+    return {d.rule for d in result.diagnostics}
+
+
+def write(tmp_path: Path, model: str, training: str = "") -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(RECIPE.format(model=model, training=training))
+    return path
+
+
+def test_a_from_scratch_demo_gets_no_learning_rate_warning() -> None:
+    assert "learning-rate-unusual" not in rules_of(check_recipe("demo-uppercase"))
+    result = check_recipe("demo-uppercase", ["training.learning_rate=1e-1"])
+    assert "learning-rate-unusual" not in rules_of(result)
+
+
+def test_max_length_is_checked_against_a_local_model_folder(tmp_path) -> None:
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 512}))
+    result = check_recipe(write(tmp_path, "my-model"))  # relative to the recipe's folder
+    (diagnostic,) = [d for d in result.diagnostics if d.rule == "max-length-over-context"]
+    assert "1024 (TRL's default)" in diagnostic.message and "512" in diagnostic.message
+    assert check_recipe(write(tmp_path, "my-model", ", max_length: 512")).ok
+
+
+def test_an_unknown_model_skips_the_context_check(tmp_path) -> None:
+    result = check_recipe(write(tmp_path, "someone/unknown-model", ", max_length: 100000"))
+    assert result.ok
+
+
+def test_bf16_support_follows_a_custom_card(tmp_path) -> None:
+    path = write(tmp_path, "someone/model")
+    text = path.read_text().replace(
+        "method: full", "method: full\nhardware: {memory_gib: 16, bf16: false}"
+    )
+    path.write_text(text)
+    assert "bf16-unsupported" in rules_of(check_recipe(path))
+    assert check_recipe(path, ["hardware.bf16=true"]).ok
+
+
+def test_fp16_on_a_t4_is_clean(tmp_path) -> None:
+    path = write(tmp_path, "someone/model")
+    result = check_recipe(
+        path,
+        ["hardware.gpu=t4", "training.bf16=false", "training.fp16=true", "model.dtype=float16"],
+    )
+    assert result.ok, [d.format() for d in result.diagnostics]
+
+
+FIXTURE_MODELS = {
+    "llama-3.2-1b-instruct.json": "meta-llama/Llama-3.2-1B-Instruct",
+    "tinyllama-1.1b-chat.json": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "llama-7b.json": "huggyllama/llama-7b",
+}
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures absent")
+
+
+@pytest.mark.fixtures
+@needs_fixtures
+@pytest.mark.parametrize("name", sorted(FIXTURE_MODELS))
+def test_lint_context_check_uses_the_real_model_context(tmp_path, name: str) -> None:
+    from runner.recipe.models import KNOWN_CONFIGS
+
+    real = json.loads((FIXTURES / "configs" / name).read_text())
+    assert (
+        KNOWN_CONFIGS[FIXTURE_MODELS[name]]["max_position_embeddings"]
+        == real["max_position_embeddings"]
+    )
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(real))
+    over = f", max_length: {real['max_position_embeddings'] + 1}"
+    assert "max-length-over-context" in rules_of(check_recipe(write(tmp_path, "model", over)))
+
+
+@pytest.mark.fixtures
+@needs_fixtures
+def test_lint_data_reads_the_real_alpaca_sample(tmp_path) -> None:
+    import shutil
+
+    shutil.copy(FIXTURES / "data" / "alpaca_sample.json", tmp_path / "alpaca.json")
+    path = write(tmp_path, "someone/model")
+    path.write_text(path.read_text().replace("tatsu-lab/alpaca", "alpaca.json"))
+    result = check_recipe(path, read_data=True)
+    assert result.ok, [d.format() for d in result.diagnostics]
