@@ -205,7 +205,9 @@ def _type_hint(expected: Any, value: Any) -> str:
         return "write a list, e.g. [q_proj, v_proj]"
     if "object" in expected:
         return "write a mapping, one `key: value` per indented line"
-    return ""
+    if "string" in expected:
+        return f"quote it to make it text: '{value}'"
+    return f"write {_expected(expected)}"
 
 
 def _did_you_mean(word: str, candidates: list[str]) -> str:
@@ -334,6 +336,10 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
         message = f"{key} must not be empty"
     elif kind == "minItems":
         message = f"{key} needs at least {limit} item(s)"
+    elif kind == "pattern" and path == ("name",):
+        message = f"name {value!r} may use only lowercase letters, digits, '.', '_' and '-'"
+        suggestion = re.sub(r"[^a-z0-9._-]+", "-", str(value).lower()).strip("-._") or "my-recipe"
+        description = f"e.g. `name: {suggestion}`"
     elif kind == "pattern":
         message = f"{key} {value!r} does not match the pattern {limit}"
     else:
