@@ -28,12 +28,13 @@ def yaml_value(value) -> str:
 
 
 @pytest.mark.parametrize("key", TOP + NESTED)
-def test_wrong_types_give_diagnostics_and_never_crash_a_rule(key: str) -> None:
+def test_wrong_types_give_diagnostics_with_hints_and_never_crash_a_rule(key: str) -> None:
     for value in WEIRD:
         for recipe in ("tinyllama-qlora-3070", "demo-uppercase"):
             result = check_recipe(recipe, [f"{key}={yaml_value(value)}"])
             rules = {d.rule for d in result.diagnostics}
             assert "rule-crashed" not in rules, (key, value, result.diagnostics)
+            assert all(d.hint for d in result.diagnostics), (key, value, result.diagnostics)
 
 
 def test_a_crashing_rule_becomes_a_warning_and_the_others_still_run(monkeypatch) -> None:
