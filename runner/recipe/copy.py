@@ -149,6 +149,8 @@ def _replace_train(
     if not train:
         train.append(first)
     notes = [f"data.train: {first['source']} (format {first.get('format', '?')})"]
+    if data_format is None:
+        notes.append("the format was kept from the original; pass --format if your file differs")
     if isinstance(block.get("eval"), list):
         fraction = CommentedMap(fraction=0.05)
         fraction.fa.set_flow_style()
