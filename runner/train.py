@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from runner.run.artifacts import end_of_turn_ids
 from runner.run.directory import RunDirectory, now
 from runner.run.exact_match import exact_match
 from runner.run.metrics import MetricsFileCallback, plot_loss, read_metrics
-from runner.run.outcome import final_metrics
+from runner.run.outcome import final_metrics, user_error_message
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,11 +31,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
+    try:
+        train(args.run_dir, args.resume)
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {message}", file=sys.stderr)
+        RunDirectory(args.run_dir).update_run(status="failed", error=message, finished_at=now())
+        sys.exit(1)
 
+
+def train(run_dir: Path, resume: bool) -> None:
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
-    run = RunDirectory(args.run_dir)
+    run = RunDirectory(run_dir)
     resolved = run.read_resolved()
     device, use_cpu = process_device()
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.tensorboard))
@@ -99,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             trainer.model, tokenizer, resolved, examples.eval, stop_ids, **match_config
         )
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if args.resume else None)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - started
     eval_metrics = trainer.evaluate() if eval_rows is not None else {}
     if match_config is not None and trainer.is_world_process_zero():

@@ -13,7 +13,7 @@ def recipe(**launch) -> dict:
 
 def test_single_process_on_cpu():
     assert launch_argv(recipe(strategy="single"), "/runs/a", use_cpu=True) == [
-        "accelerate", "launch", "--cpu",
+        "accelerate", "launch", "--quiet", "--cpu",
         "--num_processes", "1", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "runner.train", "/runs/a",
@@ -29,7 +29,7 @@ def test_ddp_on_two_nodes_with_user_arguments_last():
         extra=["--same_network"],
     )  # fmt: skip
     assert argv == [
-        "accelerate", "launch",
+        "accelerate", "launch", "--quiet",
         "--num_processes", "8", "--num_machines", "2",
         "--mixed_precision", "bf16", "--dynamo_backend", "no",
         "--machine_rank", "1", "--main_process_ip", "10.0.0.1", "--main_process_port", "29500",

@@ -29,7 +29,7 @@ def test_dry_run_prints_the_exact_launch_command_and_starts_nothing(tmp_path, ti
     lines = result.stdout.splitlines()
     assert lines[0] == "# launch command"
     assert lines[1] == (
-        "accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no "
+        "accelerate launch --quiet --cpu --num_processes 1 --num_machines 1 --mixed_precision no "
         f"--dynamo_backend no --num_cpu_threads_per_process 2 -m runner.train {tmp_path / 'run'}"
     )
     assert "# resolved recipe" in lines and "name: tiny-full" in result.stdout
@@ -110,3 +110,16 @@ def test_demo_data_is_reproducible(tmp_path):
     after = {p.name: p.read_bytes() for p in (REPO / "recipes" / "data").glob("uppercase-*.jsonl")}
     assert before == after
     json.loads((REPO / "recipes" / "data" / "uppercase-eval.jsonl").read_text().splitlines()[0])
+
+
+def test_a_model_that_cannot_be_found_fails_with_a_message_not_a_traceback(tmp_path, tiny_model_dir):
+    recipe = tiny_recipe(tiny_model_dir)
+    recipe["model"]["id"] = "no-such-org/no-such-model"
+    recipe["model"]["tokenizer"] = str(tiny_model_dir)
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    result = recipe_cli("run", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "training failed: cannot load the model or tokenizer" in result.stderr
+    assert "Traceback" not in result.stderr
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and record["exit_code"] == 1

@@ -197,6 +197,8 @@ def run(
     record = run_dir.read_run()
     if code != 0 or record.get("status") != "succeeded":
         run_dir.update_run(status="failed", exit_code=code, finished_at=now())
+        if record.get("error"):
+            _fail(f"error: training failed: {record['error']}\nRun directory: {run_dir.path}")
         _fail(
             f"error: training failed (exit code {code}); see the output above. Run directory: {run_dir.path}"
         )

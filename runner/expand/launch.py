@@ -48,7 +48,8 @@ def launch_argv(
     """
     launch = resolved.get("launch") or {}
     strategy = launch.get("strategy", "single")
-    argv = ["accelerate", "launch"]
+    # --quiet: a failed training process reports its own error; no launcher traceback on top
+    argv = ["accelerate", "launch", "--quiet"]
     if use_cpu:
         argv.append("--cpu")
     argv += [

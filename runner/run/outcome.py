@@ -52,3 +52,28 @@ def summary_line(record: dict[str, Any]) -> str:
         )
     parts.append(f"model in {record.get('model_path', '?')}")
     return "; ".join(parts)
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """A one-paragraph message for a failure the user can fix, or None for a bug.
+
+    Data problems, a model or tokenizer that cannot be found, and running out of GPU
+    memory are the user's to fix; anything else keeps its traceback.
+    """
+    from runner.data.sources import DataError
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, DataError):
+        return str(exc)
+    if type(exc).__name__ == "OutOfMemoryError":
+        return (
+            f"out of GPU memory ({first}); lower training.per_device_train_batch_size or "
+            "training.max_length, turn on training.activation_checkpointing, or use lora/qlora "
+            "(`recipe plan` estimates the memory a recipe needs)"
+        )
+    if isinstance(exc, OSError):
+        return (
+            f"cannot load the model or tokenizer: {first} (check model.id / model.tokenizer; "
+            "offline, the model must be in the local Hugging Face cache or a local directory)"
+        )
+    return None
