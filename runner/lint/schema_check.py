@@ -52,8 +52,22 @@ def validator() -> Any:
     return jsonschema.Draft202012Validator(load_schema())
 
 
+@functools.cache
+def fast_validator() -> Any:
+    """jsonschema_rs's validator when it is installed (imports in ~20 ms where jsonschema
+    takes ~130 ms); a valid recipe, the common case, then never imports jsonschema."""
+    try:
+        import jsonschema_rs
+    except ImportError:
+        return None
+    return jsonschema_rs.Draft202012Validator(load_schema())
+
+
 def schema_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
     """Every schema error in `data`, as diagnostics positioned in `recipe`."""
+    fast = fast_validator()
+    if fast is not None and fast.is_valid(data):
+        return []
     diagnostics: list[Diagnostic] = []
     for error in validator().iter_errors(data):
         diagnostics.extend(_describe(recipe, error))
