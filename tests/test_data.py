@@ -172,3 +172,42 @@ def test_a_missing_column_names_the_columns_there_are(tmp_path):
 def test_a_missing_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_examples(recipe({"source": str(tmp_path / "nope.jsonl"), "format": "alpaca"}))
+
+
+def test_messages_need_a_chat_template(tmp_path):
+    path = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}],
+    )
+    with pytest.raises(DataError, match="format messages needs a chat template"):
+        load_examples(recipe({"source": str(path), "format": "messages"}))
+
+
+def test_text_cannot_be_mixed_with_instruction_data(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", ALPACA_ROWS)
+    t = write_jsonl(tmp_path / "t.jsonl", [{"text": "hello"}])
+    with pytest.raises(DataError, match="format text cannot be mixed"):
+        load_examples(
+            recipe({"source": str(a), "format": "alpaca"}, {"source": str(t), "format": "text"})
+        )
+
+
+def test_instruction_and_messages_sources_mix_as_conversations(tmp_path):
+    from runner.data.prepare import trl_row
+
+    a = write_jsonl(tmp_path / "a.jsonl", ALPACA_ROWS[:2])
+    m = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}],
+    )
+    data = recipe({"source": str(a), "format": "alpaca"}, {"source": str(m), "format": "messages"})
+    data["data"]["template"] = "chat"
+    examples = load_examples(data)
+    assert examples.shape == "mixed"
+    row = trl_row(examples.train[0], data, None, "</s>", as_messages=True)
+    assert row == {
+        "messages": [
+            {"role": "user", "content": "Say 0\n\nctx 0"},
+            {"role": "assistant", "content": "answer 0"},
+        ]
+    }
