@@ -102,3 +102,11 @@ def test_folder_lints_every_recipe_inside_and_exits_1_on_any_error() -> None:
     assert result.exit_code == 1
     paths = [f["path"] for f in json.loads(result.stdout)["files"]]
     assert len(paths) == len(BROKEN_FILES)
+
+
+def test_every_rule_is_listed_in_the_format_docs() -> None:
+    from runner import PROJECT_ROOT
+    from runner.lint.rules import all_rules
+
+    docs = (PROJECT_ROOT / "docs" / "recipe-format.md").read_text()
+    assert not [rule.id for rule in all_rules() if f"`{rule.id}`" not in docs]
