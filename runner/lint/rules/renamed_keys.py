@@ -89,7 +89,7 @@ KEY_FIXES: dict[tuple[str, str], KeyFix] = {
     ("lora", "revision"): KeyFix(MOVED, "set model.revision"),
     ("lora", "inference_mode"): KeyFix(MOVED, "delete it; the runner trains the adapter"),
     ("lora", "peft_type"): KeyFix(MOVED, "delete it; method chooses LoRA"),
-    ("model", "torch_dtype"): KeyFix(RENAMED, "use model.dtype (transformers 5 renamed it)"),
+    ("model", "torch_dtype"): KeyFix(RENAMED, "use model.dtype"),
     ("model", "model_name_or_path"): KeyFix(RENAMED, "use model.id"),
     ("model", "load_in_4bit"): KeyFix(MOVED, "set quantization.load_in_4bit with method: qlora"),
     ("model", "load_in_8bit"): KeyFix(MOVED, "set quantization.load_in_8bit"),
