@@ -20,7 +20,8 @@ RECIPE_SUFFIXES = (".yaml", ".yml")
 
 
 def expand_paths(arguments: Iterable[str]) -> list[str]:
-    """Files as given, folders as their *.yaml/*.yml files (recursive, sorted).
+    """Files as given, folders as their *.yaml/*.yml files (recursive, sorted, hidden
+    folders such as .venv skipped).
 
     Anything else (a shipped recipe name, a missing file) is passed through so that
     linting it reports why it cannot be read.
@@ -30,7 +31,11 @@ def expand_paths(arguments: Iterable[str]) -> list[str]:
         path = Path(argument)
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES and p.is_file()
+                p
+                for p in path.rglob("*")
+                if p.suffix in RECIPE_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not found:
                 raise click.UsageError(f"no .yaml or .yml files under {argument}")
