@@ -15,10 +15,19 @@ from runner.plan.setup import Setup
 # 32768 vocabulary entries in the compute dtype, recomputed in backward.
 LM_TOKEN_CHUNK = 4096
 LM_VOCAB_CHUNK = 32768
+# What dropout keeps for backward per element: CUDA's native_dropout saves a bool mask.
+# (On CPU, dropout saves a noise tensor in the input's dtype instead.)
+DROPOUT_MASK_BYTES = 1
 
 
 def _lora_input(
-    saved: dict[str, int], name: str, x_name: str, width: int, setup: Setup, a: int
+    saved: dict[str, int],
+    name: str,
+    x_name: str,
+    width: int,
+    setup: Setup,
+    a: int,
+    input_grad: bool = True,
 ) -> None:
     """What a LoRA branch saves for the adapter on `name` (input `x_name`, width `width`).
 
@@ -28,7 +37,8 @@ def _lora_input(
     """
     casts = setup.method == "lora" and setup.mixed_precision != "no"
     if setup.lora_dropout > 0:
-        saved[f"{name}.dropout_mask"] = width  # bool mask (CUDA native_dropout)
+        if input_grad:  # no gradient flows to a frozen input: dropout keeps no mask
+            saved[f"{name}.dropout_mask"] = DROPOUT_MASK_BYTES * width
         saved[f"{name}.lora_in"] = (2 if casts else a) * width
     elif casts:
         saved[f"{name}.lora_in"] = 2 * width
@@ -42,34 +52,58 @@ def _lora_input(
 
 
 def _linear(
-    saved: dict[str, int], name: str, x_name: str, width: int, setup: Setup, a: int
+    saved: dict[str, int],
+    name: str,
+    x_name: str,
+    width: int,
+    setup: Setup,
+    a: int,
+    input_grad: bool = True,
 ) -> None:
     if setup.method == "full":
         saved[x_name] = a * width
     elif name in setup.lora_targets:
-        _lora_input(saved, name, x_name, width, setup, a)
+        _lora_input(saved, name, x_name, width, setup, a, input_grad)
 
 
-def _norm(saved: dict[str, int], name: str, x_name: str, hidden: int, setup: Setup, a: int) -> None:
-    """RMSNorm in float32: x.float(), pow, mean, rsqrt, mul, .to(dtype), weight *."""
+def _norm(
+    saved: dict[str, int],
+    name: str,
+    x_name: str,
+    hidden: int,
+    setup: Setup,
+    a: int,
+    input_grad: bool = True,
+) -> None:
+    """RMSNorm in float32: x.float(), pow, mean, rsqrt, mul, .to(dtype), weight *.
+
+    With a frozen weight and an input that needs no gradient it keeps nothing.
+    """
+    if not input_grad:
+        return
     saved[x_name if a == 4 else f"{name}.f32"] = 4 * hidden
     saved[f"{name}.rsqrt"] = 4
     if setup.method == "full":
         saved[f"{name}.normed"] = a * hidden
 
 
-def layer_saved(arch: Architecture, setup: Setup, seq: int, mask: bool) -> dict[str, int]:
+def layer_saved(
+    arch: Architecture, setup: Setup, seq: int, mask: bool, input_grad: bool = True
+) -> dict[str, int]:
     """Tensors one decoder layer saves for backward, name -> bytes per token.
 
     `mask`: the batch carries a padding mask, so sdpa gets repeated k/v heads instead of
-    native GQA (transformers' use_gqa_in_sdpa).
+    native GQA (transformers' use_gqa_in_sdpa), and each layer's sdpa call converts the
+    bool mask into an additive one that it keeps. `input_grad`: the layer's input needs
+    a gradient (False only for the first layer of an adapter model without
+    checkpointing, whose embedding output is frozen).
     """
     a = setup.activation_bytes
     h, i = arch.hidden, arch.intermediate
     saved: dict[str, int] = {}
-    _norm(saved, "ln1", "x_in", h, setup, a)
+    _norm(saved, "ln1", "x_in", h, setup, a, input_grad)
     for name in ("q_proj", "k_proj", "v_proj"):
-        _linear(saved, name, "ln1.out", h, setup, a)
+        _linear(saved, name, "ln1.out", h, setup, a, input_grad)
     repeat = arch.kv_heads != arch.heads and (mask or setup.attn == "eager")
     if setup.attn == "eager":
         saved["q_rot"] = a * arch.q_dim
@@ -84,7 +118,12 @@ def layer_saved(arch: Architecture, setup: Setup, seq: int, mask: bool) -> dict[
         saved["v_rep" if repeat else "v"] = a * (arch.q_dim if repeat else arch.kv_dim)
         saved["attn_out"] = a * arch.q_dim
         saved["lse"] = 4 * arch.heads
-    _linear(saved, "o_proj", "o_in", arch.q_dim, setup, a)
+        if mask:
+            saved["mask"] = a * seq  # the additive mask, [batch, 1, seq, seq] per layer
+    # sdpa returns [b, s, heads, d] memory, so transpose(1, 2).contiguous() copies nothing
+    # and o_proj reads the attention output itself; eager's output is a fresh copy.
+    o_in = "o_in" if setup.attn == "eager" else "attn_out"
+    _linear(saved, "o_proj", o_in, arch.q_dim, setup, a)
     _norm(saved, "ln2", "x_mid", h, setup, a)
     for name in ("gate_proj", "up_proj"):
         _linear(saved, name, "ln2.out", h, setup, a)
@@ -95,8 +134,10 @@ def layer_saved(arch: Architecture, setup: Setup, seq: int, mask: bool) -> dict[
     return saved
 
 
-def layer_bytes_per_token(arch: Architecture, setup: Setup, seq: int, mask: bool) -> int:
-    return sum(layer_saved(arch, setup, seq, mask).values())
+def layer_bytes_per_token(
+    arch: Architecture, setup: Setup, seq: int, mask: bool, input_grad: bool = True
+) -> int:
+    return sum(layer_saved(arch, setup, seq, mask, input_grad).values())
 
 
 def head_saved_per_token(arch: Architecture, setup: Setup) -> int:
@@ -139,10 +180,9 @@ def has_padding_mask(setup: Setup, batch: int) -> bool:
 
 
 def shared_bytes(arch: Architecture, setup: Setup, batch: int) -> int:
-    """Tensors every layer shares: the 4D bool mask, rotary cos/sin, input ids."""
-    mask = batch * setup.seq * setup.seq if has_padding_mask(setup, batch) else 0
+    """Tensors every layer shares: rotary cos/sin and the input ids."""
     rotary = 2 * setup.seq * arch.head_dim * setup.activation_bytes
-    return mask + rotary + 8 * batch * setup.seq
+    return rotary + 8 * batch * setup.seq
 
 
 def autocast_weight_copies(arch: Architecture, setup: Setup) -> int:
@@ -167,6 +207,8 @@ def activation_bytes(arch: Architecture, setup: Setup) -> tuple[int, int]:
         + shared_bytes(arch, setup, setup.batch)
         + autocast_weight_copies(arch, setup)
     )
+    if setup.checkpointing and mask:
+        head += setup.batch * setup.seq * setup.seq  # the bool mask, an input of every layer
     if setup.offload_activations:
         # TRL's activation offloading moves saved tensors to CPU; one layer stays on GPU
         return head, per_layer
@@ -174,4 +216,7 @@ def activation_bytes(arch: Architecture, setup: Setup) -> tuple[int, int]:
         # each layer keeps only its input; backward recomputes one layer at a time
         kept = arch.layers * setup.activation_bytes * arch.hidden * tokens + head
         return kept, per_layer
-    return arch.layers * per_layer + head, 0
+    first = per_layer
+    if setup.method != "full":  # the frozen embedding's output needs no gradient
+        first = layer_bytes_per_token(arch, setup, setup.seq, mask, input_grad=False) * tokens
+    return first + (arch.layers - 1) * per_layer + head, 0
