@@ -84,6 +84,7 @@ def eval_data(target: Target, data: str | None, fmt: str | None) -> EvalData:
 
 def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
     """eval loss, perplexity and mean token accuracy as TRL's evaluation computes them."""
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from runner.data.prepare import to_trl_rows, uses_assistant_only_loss
@@ -107,7 +108,7 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
             assistant_only=assistant_only,
             has_eval=True,
         )
-        kwargs.update(output_dir=scratch, report_to=[], save_strategy="no")
+        kwargs.update(output_dir=scratch, report_to=[], save_strategy="no", disable_tqdm=True)
         trainer = SFTTrainer(
             model=loaded.model,
             args=SFTConfig(**kwargs),
@@ -115,6 +116,7 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
             eval_dataset=rows,
             processing_class=tokenizer,
         )
+        trainer.remove_callback(PrinterCallback)  # the caller reports the numbers
         metrics = trainer.evaluate()
     loss = float(metrics["eval_loss"])
     return {

@@ -52,10 +52,16 @@ def _target(reference: str, overrides: tuple[str, ...]) -> Target:
 
 def _quiet_libraries() -> None:
     """Keep transformers' and datasets' progress bars and advice off the user's screen."""
+    import warnings
+
+    import datasets
     from transformers.utils import logging as hf_logging
 
+    warnings.filterwarnings("ignore", category=FutureWarning)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
 
 
 # --- infer -------------------------------------------------------------------------------
@@ -343,10 +349,10 @@ def eval_(
         from runner.run.directory import now
 
         target = _target(run, overrides)
+        _quiet_libraries()
         rows = eval_data(target, data, fmt)
         for note in rows.notes:
             click.echo(note, err=True)
-        _quiet_libraries()
         loaded = load_target(target, base_4bit=base_4bit)
         metrics = loss_metrics(loaded, rows)
         generations = reference_generations(loaded, rows, count, max_new_tokens)
