@@ -94,3 +94,15 @@ def test_qlora_on_the_cpu_4bit_path_leaves_a_loadable_adapter(tmp_path, tiny_mod
     model, tokenizer, _ = load_trained(run_dir, device="cpu")
     assert model.get_base_model().is_loaded_in_4bit
     assert generate(model, tokenizer).startswith("Uppercase: abc\n")
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model_dir):
+    recipe = tiny_recipe(tiny_model_dir, save_strategy="steps", save_steps=6, max_steps=6)
+    train(tmp_path, recipe)
+    assert (tmp_path / "run" / "checkpoint-6").is_dir()
+    _, run_dir = train(tmp_path, recipe, "--resume", "--set", "training.max_steps=12")
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded" and record["metrics"]["steps"] == 12
+    assert (run_dir / "checkpoint-12").is_dir()
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert 7 in steps and steps.count(1) == 1  # steps 1-6 logged once, then 7-12 after resuming
