@@ -15,26 +15,22 @@ from typing import Any
 from runner.recipe.hardware import Card, card_for
 from runner.recipe.load import Recipe
 from runner.recipe.models import model_config
+from runner.recipe.resolve import load_schema
 
 KeyPath = tuple[str | int, ...]
 
-# TRL's SFTConfig defaults that differ from what a reader of the recipe would guess
-# (checked against trl 1.16 / transformers 5.23): bf16 is on unless fp16 is, activation
-# checkpointing is on (via the deprecated gradient_checkpointing=True), max_length 1024.
-TRL_DEFAULTS: dict[str, Any] = {
-    "eval_strategy": "no",
-    "save_strategy": "steps",
-    "logging_strategy": "steps",
-    "save_steps": 500,
-    "logging_steps": 10,
-    "load_best_model_at_end": False,
-    "fp16": False,
-    "learning_rate": 2e-5,
-    "max_length": 1024,
-    "packing": False,
-    "packing_strategy": "bfd",
-    "padding_free": False,
-}
+# SFTConfig fields whose effective default is computed in __post_init__ (trl 1.16 /
+# transformers 5.23): bf16 turns on unless fp16 is set; activation_checkpointing takes
+# the deprecated gradient_checkpointing, which SFTConfig defaults to True.
+POST_INIT_DEFAULTS = ("bf16", "activation_checkpointing")
+
+
+@functools.cache
+def sft_defaults() -> dict[str, Any]:
+    """SFTConfig's field defaults, as the generated schema records them."""
+    schema = load_schema()
+    properties = schema["$defs"]["sft_config"].get("properties", {})
+    return {key: prop["default"] for key, prop in properties.items() if "default" in prop}
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,8 @@ class RuleContext:
     - `data`: the migrated plain data (overrides applied).
     - `model_config`: config.json fields of the model (runner.recipe.models), or None.
     - `card`: the target card (runner.recipe.hardware), or None when `hardware` names none.
-    - `setting(key)`: a training value as SFTConfig will see it, TRL defaults included.
+    - `setting(key)`: a training value as SFTConfig will see it, TRL defaults included
+      (from the generated schema, plus the __post_init__ ones in POST_INIT_DEFAULTS).
     """
 
     recipe: Recipe
@@ -112,7 +109,7 @@ class RuleContext:
             return not training.get("fp16", False)
         if key == "activation_checkpointing":
             return training.get("gradient_checkpointing", True)
-        return TRL_DEFAULTS.get(key)
+        return sft_defaults().get(key)
 
     def has_eval_data(self) -> bool:
         """Whether data.eval is given (a fraction or a list of sources)."""
