@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from runner.data.prepare import load_examples, to_trl_rows, uses_assistant_only_loss
-from runner.data.templates import template_kind, training_chat_template
+from runner.data.templates import template_kind, use_training_chat_template
 from runner.expand.library_kwargs import lora_kwargs
 from runner.expand.model import load_model, process_device
 from runner.expand.tokenizer import end_of_turn_token, load_tokenizer
@@ -58,7 +58,7 @@ def train(run_dir: Path, resume: bool) -> None:
     examples = load_examples(resolved)
     assistant_only = uses_assistant_only_loss(examples.shape)
     if assistant_only:
-        tokenizer.chat_template = training_chat_template(tokenizer) or tokenizer.chat_template
+        use_training_chat_template(tokenizer)
     train_rows = to_trl_rows(examples.train, examples.shape, resolved, tokenizer, end_of_turn)
     eval_rows = (
         to_trl_rows(examples.eval, examples.shape, resolved, tokenizer, end_of_turn)

@@ -81,7 +81,8 @@ def preview(recipe: str, count: int, overrides: tuple[str, ...]) -> None:
     resolved = result.resolved
     examples = checked_examples(resolved)
     from runner.data.prepare import to_trl_rows, uses_assistant_only_loss
-    from runner.data.templates import template_kind, training_chat_template
+    from runner.data.sources import DataError
+    from runner.data.templates import template_kind, use_training_chat_template
     from runner.data.tokens import trained_tokens
     from runner.expand.tokenizer import end_of_turn_token, load_tokenizer
 
@@ -93,18 +94,16 @@ def preview(recipe: str, count: int, overrides: tuple[str, ...]) -> None:
         tokenizer, template_kind(resolved["data"].get("template", "chat"))
     )
     if uses_assistant_only_loss(examples.shape):
-        tokenizer.chat_template = training_chat_template(tokenizer) or tokenizer.chat_template
+        try:
+            use_training_chat_template(tokenizer)
+        except DataError as exc:
+            _fail(f"error: {exc}")
     rows = to_trl_rows(examples.train, examples.shape, resolved, tokenizer, end_of_turn)
     colour = sys.stdout.isatty()
     tokenized = [trained_tokens(tokenizer, row, end_of_turn) for row in rows]
     for index, (ids, mask) in enumerate(tokenized[:count]):
-        click.echo(
-            click.style(
-                f"--- example {index + 1} ({len(ids)} tokens, {sum(mask)} trained)", bold=True
-            )
-            if colour
-            else f"--- example {index + 1} ({len(ids)} tokens, {sum(mask)} trained)"
-        )
+        header = f"--- example {index + 1} ({len(ids)} tokens, {sum(mask)} trained)"
+        click.echo(click.style(header, bold=True) if colour else header)
         click.echo(render_marked(tokenizer, ids, mask, colour))
     max_length = (resolved.get("training") or {}).get("max_length", 1024)
     click.echo(length_stats([len(ids) for ids, _ in tokenized], max_length))

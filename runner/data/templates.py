@@ -144,3 +144,18 @@ def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
         return get_training_chat_template(tokenizer)
     except (ValueError, TypeError, KeyError):
         return None
+
+
+def use_training_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Give the tokenizer a chat template with generation markers (renders identically),
+    so multi-turn data trains assistant turns only; DataError when none is known."""
+    from runner.data.sources import DataError
+
+    training = training_chat_template(tokenizer)
+    if training is None:
+        raise DataError(
+            "multi-turn `messages` data trains assistant turns only, which needs a chat "
+            "template with {% generation %} markers; the model's template has none and no "
+            "training variant is known (write one and set `data.template: path/to/it.jinja`)"
+        )
+    tokenizer.chat_template = training

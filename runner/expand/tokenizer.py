@@ -8,7 +8,6 @@ see the same tokens.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -128,13 +127,3 @@ def load_tokenizer(resolved: dict[str, Any]) -> PreTrainedTokenizerBase:
     else:
         tokenizer.pad_token = pad
     return tokenizer
-
-
-def tokenizer_source(resolved: dict[str, Any]) -> str:
-    """Where the tokenizer comes from, for messages and run.json."""
-    model = resolved["model"]
-    return str(model.get("tokenizer") or model.get("id"))
-
-
-def is_local_dir(reference: str) -> bool:
-    return Path(reference).is_dir()

@@ -39,9 +39,11 @@ def load_trained(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any]]:
     """(model, tokenizer, resolved recipe) of a finished run, ready for generation.
 
-    A full fine-tune loads from `final/`; a LoRA/QLoRA run loads the base model as the
-    recipe did (QLoRA in 4-bit, `model.config` models rebuilt and... see note) and the
-    adapter from `final/` on top. The tokenizer is the one saved with the run.
+    A full fine-tune loads from `final/`; a LoRA/QLoRA run loads the base model exactly as
+    training did (`runner.expand.model.load_model`: QLoRA in 4-bit; a `model.config` base
+    from `final/base/`, where its random initial weights were saved) and the adapter from
+    `final/` on top. The tokenizer is the one saved with the run. `device` defaults to
+    this process's device (cuda:<local rank>, else cpu).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
