@@ -56,11 +56,20 @@ def shipped_config(name: str) -> dict:
     return reduced(json.loads(path.read_text()))
 
 
+# The tiny model and Llama 3.2's shapes run by default; TinyLlama's and LLaMA 7B's layer
+# shapes take longer on two cores and are marked slow (CI runs them).
 CONFIGS = [pytest.param(lambda: dict(TINY), id="tiny")] + [
     pytest.param(
-        lambda n=n: shipped_config(n), id=n.removesuffix(".json"), marks=pytest.mark.fixtures
+        lambda n=n: shipped_config(n),
+        id=n.removesuffix(".json"),
+        marks=[pytest.mark.fixtures] + ([pytest.mark.slow] if n != SHIPPED[0] else []),
     )
     for n in SHIPPED
+]
+# For the slower bitsandbytes paths only the tiny model runs by default.
+CONFIGS_BNB = [
+    CONFIGS[0],
+    pytest.param(*CONFIGS[1].values, id=CONFIGS[1].id, marks=[*CONFIGS[1].marks, pytest.mark.slow]),
 ]
 
 
@@ -138,7 +147,7 @@ def test_tied_embeddings_are_counted_once():
     assert param_storage(model) == weight_bytes(arch, Setup(method="full", dtype="float32"))
 
 
-@pytest.mark.parametrize("make_config", CONFIGS[:2])
+@pytest.mark.parametrize("make_config", CONFIGS_BNB)
 def test_bnb_8bit_adamw_states_equal_bitsandbytes_storage(make_config):
     bnb = pytest.importorskip("bitsandbytes")
     config = make_config()
@@ -184,7 +193,7 @@ def test_lora_adapters_grads_and_8bit_states_equal_peft_storage(make_config):
 
 
 @pytest.mark.parametrize("double_quant", [False, True], ids=["nf4", "nf4-double-quant"])
-@pytest.mark.parametrize("make_config", CONFIGS[:2])
+@pytest.mark.parametrize("make_config", CONFIGS_BNB)
 def test_4bit_weights_equal_bitsandbytes_storage(make_config, double_quant, tmp_path):
     pytest.importorskip("bitsandbytes")
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
