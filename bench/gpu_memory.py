@@ -201,6 +201,7 @@ def run_point(name: str, smoke: bool, steps: int, warmup: int) -> dict[str, Any]
             "total_bytes": estimate.total,
             "reserved_bytes": estimate.reserved,
             "allocated_bytes": estimate.allocated,
+            "paged_bytes": estimate.paged,
             "phase": estimate.phase,
             "terms": {t.key: t.bytes for t in estimate.terms},
         },

@@ -72,10 +72,13 @@ class Estimate:
         """Peak of torch.cuda.max_memory_allocated (terms minus allocator and context)."""
         return sum(t.bytes for t in self.terms if t.key not in ("allocator", "cuda_context"))
 
+    paged: int = 0  # optimizer states in CUDA unified memory (bitsandbytes paged_*)
+
     @property
     def reserved(self) -> int:
-        """Peak of torch.cuda.max_memory_reserved (everything but the CUDA context)."""
-        return sum(t.bytes for t in self.terms if t.key != "cuda_context")
+        """Peak of torch.cuda.max_memory_reserved: all but the CUDA context and the paged
+        optimizer states, which live outside torch's allocator (nvidia-smi sees them)."""
+        return sum(t.bytes for t in self.terms if t.key != "cuda_context") - self.paged
 
     def term(self, key: str) -> int:
         return sum(t.bytes for t in self.terms if t.key == key)
@@ -128,6 +131,10 @@ def estimate_memory(arch: Architecture, setup: Setup) -> Estimate:
     tokens = tokens_per_micro_batch(setup)
     lm_head = lm_head_backward_transient(arch, setup, tokens)
     working = backward_working_per_token(arch, setup) * tokens
+    if setup.method == "qlora":
+        # bitsandbytes dequantizes each 4-bit weight to the compute dtype to multiply
+        largest = max(i * o for i, o in arch.linear_shapes().values())
+        working += largest * setup.activation_bytes
     grads_at_backward = grads_term if setup.grad_accum > 1 else 0
     backward_peak = grads_at_backward + kept + max(lm_head, recompute + working)
     step_peak = grads_term + optimizer_step_transient(arch, setup) // o_shard
@@ -159,7 +166,12 @@ def estimate_memory(arch: Architecture, setup: Setup) -> Estimate:
             "gradients",
             "gradients",
             grads_term if phase != "backward" else grads_at_backward,
-            f"{n_trainable:,} trainable parameters",
+            f"{n_trainable:,} trainable parameters"
+            + (
+                "; freed after each step, not yet alive when backward starts"
+                if phase == "backward" and not grads_at_backward
+                else ""
+            ),
         ),
         Term("optimizer", "optimizer states", optim_term, _optim_note(setup, paged)),
         Term("ddp_buckets", "DDP gradient buckets", ddp_buckets) if ddp_buckets else None,
@@ -208,6 +220,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> Estimate:
         total_params=arch.total_params(),
         phase=phase,
         notes=tuple(notes),
+        paged=paged // o_shard,
     )
 
 
