@@ -12,12 +12,19 @@ from runner.recipe.diagnostics import ERROR, WARNING
 
 
 def _plan(ctx: RuleContext):
+    """The recipe's plan, computed once for both rules (kept on the context)."""
+    if not hasattr(ctx, "_hardware_plan"):
+        ctx._hardware_plan = _make_plan(ctx)  # type: ignore[attr-defined]
+    return ctx._hardware_plan  # type: ignore[attr-defined]
+
+
+def _make_plan(ctx: RuleContext):
     card = ctx.card
     if card is None or card.memory_gib <= 0:
         return None
     try:
         return make_plan(ctx.data, ctx.recipe.directory, card)
-    except (PlanError, TypeError, ValueError, KeyError):
+    except (PlanError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError):
         return None  # unknown model or a value the schema already reports
 
 
