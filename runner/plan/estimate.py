@@ -177,20 +177,26 @@ def estimate_memory(arch: Architecture, setup: Setup) -> Estimate:
         Term("ddp_buckets", "DDP gradient buckets", ddp_buckets) if ddp_buckets else None,
     ]
     if phase == "backward":
-        terms += [
+        head_sets_peak = lm_head > recompute + working
+        if not head_sets_peak:
+            act_note += f"; the LM head's backward scratch ({lm_head / GIB:.2f} GiB) fits inside"
+        terms.append(
             Term(
                 "activations",
                 "activations",
-                kept + (recompute + working if recompute + working >= lm_head else 0),
+                kept + (0 if head_sets_peak else recompute + working),
                 act_note,
-            ),
-            Term(
-                "lm_head",
-                "LM head + loss (backward scratch)",
-                lm_head if lm_head > recompute + working else 0,
-                "TRL fused log-prob head: fp32 grad accumulators + one 4096x32768 tile",
-            ),
-        ]
+            )
+        )
+        if head_sets_peak:
+            terms.append(
+                Term(
+                    "lm_head",
+                    "LM head + loss (backward scratch)",
+                    lm_head,
+                    "TRL fused log-prob head: fp32 gradient accumulators + one 4096x32768 tile",
+                )
+            )
     elif phase == "optimizer step":
         terms.append(Term("optimizer_step", "optimizer step scratch", step_peak - grads_term))
     else:
