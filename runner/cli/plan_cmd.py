@@ -151,8 +151,8 @@ def plan_text(resolved: dict[str, Any], plan: Any) -> str:
         f"  micro-batch {s.batch} x {s.seq} tokens (accumulation {s.grad_accum}), {s.optim}, "
         f"checkpointing {'on' if s.checkpointing else 'off'}, {s.attn}, {s.dtype}",
     ]
-    where = "one GPU" if s.processes == 1 else f"per GPU of {s.processes} ({s.strategy})"
-    lines.append(f"  peak memory on {where}, reached during {est.phase}:")
+    where = "on one GPU" if s.processes == 1 else f"per GPU, {s.processes} GPUs ({s.strategy})"
+    lines.append(f"  peak memory {where}, reached during {est.phase}:")
     for t in est.terms:
         note = f"  {t.note}" if t.note else ""
         lines.append(f"    {t.label:<36}{_gib(t.bytes)}{note}")

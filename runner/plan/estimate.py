@@ -107,9 +107,12 @@ def estimate_memory(arch: Architecture, setup: Setup) -> Estimate:
 
     gathered = 0
     if w_shard > 1:
-        # the unit being computed is gathered whole (two with prefetch), plus the root
-        layer = arch.layer_params() * DTYPE_BYTES[setup.dtype]
-        gathered = 2 * layer
+        # the layer being computed is gathered whole (two with prefetch), and so is the
+        # root unit (embedding, LM head), which stays gathered through forward and backward
+        element = DTYPE_BYTES[setup.dtype]
+        layer = arch.layer_params() * element
+        root = (arch.embedding_params + arch.lm_head_params) * element
+        gathered = 2 * layer + (root if setup.method == "full" else 0)
         notes.append(f"{setup.strategy}: weights sharded over {setup.processes} GPUs")
     master = 0
     if setup.strategy == "deepspeed" and setup.method == "full" and setup.dtype != "float32":
@@ -239,6 +242,10 @@ def _weights_note(setup: Setup) -> str:
 
 def _optim_note(setup: Setup, paged: int) -> str:
     note = setup.optim
+    if setup.strategy == "deepspeed" and setup.method == "full" and setup.dtype != "float32":
+        note += " (DeepSpeed: fp32 master weights + fp32 moments)"
+    if setup.processes > 1 and setup.strategy in ("deepspeed", "fsdp"):
+        note += f", sharded over {setup.processes} GPUs"
     if paged:
         note += f" ({paged / GIB:.2f} GiB paged: may spill to CPU RAM)"
     return note
