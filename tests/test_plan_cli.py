@@ -120,3 +120,40 @@ def test_plan_imports_no_torch_or_training_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def set_args(overrides: dict) -> list[str]:
+    out = []
+    for key, value in overrides.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        out += ["--set", f"{key}={text}"]
+    return out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("llama32-1b-full-3090", "--gpu", "rtx-3070"),
+        ("tinyllama-qlora-3070", "--memory-gib", "2.5"),
+        (
+            "llama32-1b-full-3090",
+            "--memory-gib",
+            "14",
+            "--set",
+            "training.optim=adamw_torch",
+            "--set",
+            "training.activation_checkpointing=false",
+            "--set",
+            "model.attn_implementation=eager",
+        ),
+    ],
+    ids=["full-on-8gb", "qlora-tight", "no-checkpointing-eager"],
+)
+def test_each_suggested_change_applied_with_its_set_arguments_gives_its_estimate(args):
+    report = json.loads(plan(*args, "--format", "json").output)
+    assert report["changes"]
+    for change in report["changes"]:
+        result = plan(*args, "--format", "json", *set_args(change["set"]))
+        assert result.exit_code in (0, 1), result.output
+        applied = json.loads(result.output)
+        assert applied["total_bytes"] == change["total_bytes"], change["description"]

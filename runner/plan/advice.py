@@ -86,7 +86,12 @@ def candidate_changes(arch: Architecture, setup: Setup) -> list[tuple[str, dict,
         out.append(
             (
                 "LoRA r=16 on all linear layers instead of full fine-tuning",
-                {"method": "lora", "lora.r": 16, "lora.target_modules": "all-linear"},
+                {
+                    "method": "lora",
+                    "lora.r": 16,
+                    "lora.target_modules": "all-linear",
+                    "lora.lora_dropout": 0.05,
+                },
                 setup.replace(method="lora", **lora),
             )
         )
@@ -102,7 +107,11 @@ def candidate_changes(arch: Architecture, setup: Setup) -> list[tuple[str, dict,
                     **(
                         {}
                         if setup.method == "lora"
-                        else {"lora.r": 16, "lora.target_modules": "all-linear"}
+                        else {
+                            "lora.r": 16,
+                            "lora.target_modules": "all-linear",
+                            "lora.lora_dropout": 0.05,
+                        }
                     ),
                 },
                 setup.replace(
