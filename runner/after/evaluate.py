@@ -88,7 +88,11 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     from runner.data.prepare import to_trl_rows, uses_assistant_only_loss
-    from runner.data.templates import template_kind, training_chat_template
+    from runner.data.templates import (
+        has_generation_markers,
+        template_kind,
+        training_chat_template,
+    )
     from runner.expand.tokenizer import end_of_turn_token
     from runner.expand.training import run_sft_kwargs
 
@@ -98,6 +102,12 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
     assistant_only = uses_assistant_only_loss(data.shape)
     if assistant_only:
         tokenizer.chat_template = training_chat_template(tokenizer) or tokenizer.chat_template
+        if not has_generation_markers(tokenizer.chat_template):
+            raise AfterError(
+                "error: conversations are scored on assistant turns only, but this model's "
+                "chat template has no {% generation %} markers to find them (evaluate "
+                "instruction-shaped data, e.g. --format alpaca or prompt_completion)"
+            )
     rows = to_trl_rows(data.examples, data.shape, resolved, tokenizer, end_of_turn)
     device = next(loaded.model.parameters()).device
     with tempfile.TemporaryDirectory(prefix="recipe-eval-") as scratch:

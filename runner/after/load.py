@@ -113,9 +113,9 @@ def load_base_model(
 
     dtype = dtype or model_dtype(target, use_cpu)
     resolved = target.resolved
-    if target.adapter and target.base and Path(target.base, "config.json").is_file():
-        reference = target.base
-        kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "device_map": {"": device}}
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "device_map": {"": device}}
+    if target.adapter and Path(target.weights, "base").is_dir():
+        reference = str(Path(target.weights, "base"))  # a model.config base, saved by training
     elif resolved is not None and "config" in resolved["model"]:
         # A full run from model.config: its start was random weights, rebuilt from the seed.
         from runner.expand.model import load_model
@@ -132,7 +132,6 @@ def load_base_model(
         kwargs["device_map"] = {"": device}
     else:
         reference = require_model(str(target.base), where=str(target.path))
-        kwargs = {"dtype": _torch_dtype(dtype), "device_map": {"": device}}
     if quantize:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             **quantization_kwargs(target, dtype, use_cpu)
@@ -191,6 +190,11 @@ def _from_pretrained(cls: Any, reference: str, kwargs: dict[str, Any]) -> Any:
         return cls.from_pretrained(reference, local_files_only=True, **kwargs)
     except OSError as exc:
         raise AfterError(f"error: cannot load the model {reference}: {_first_line(exc)}") from None
+    except (ImportError, ValueError) as exc:
+        hint = " (try --no-base-4bit)" if "quantization_config" in kwargs else ""
+        raise AfterError(
+            f"error: cannot load the model {reference}: {_first_line(exc)}{hint}"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
