@@ -122,6 +122,16 @@ def test_plan_imports_no_torch_or_training_library():
     assert out.stdout.strip() == "[]"
 
 
+UNCHECKPOINTED_EAGER = (
+    "--set",
+    "training.optim=adamw_torch",
+    "--set",
+    "training.activation_checkpointing=false",
+    "--set",
+    "model.attn_implementation=eager",
+)
+
+
 def set_args(overrides: dict) -> list[str]:
     out = []
     for key, value in overrides.items():
@@ -146,8 +156,9 @@ def set_args(overrides: dict) -> list[str]:
             "--set",
             "model.attn_implementation=eager",
         ),
+        ("llama32-1b-full-3090", "--memory-gib", "10", *UNCHECKPOINTED_EAGER),
     ],
-    ids=["full-on-8gb", "qlora-tight", "no-checkpointing-eager"],
+    ids=["full-on-8gb", "qlora-tight", "no-checkpointing-eager", "combined"],
 )
 def test_each_suggested_change_applied_with_its_set_arguments_gives_its_estimate(args):
     report = json.loads(plan(*args, "--format", "json").output)
@@ -157,3 +168,23 @@ def test_each_suggested_change_applied_with_its_set_arguments_gives_its_estimate
         assert result.exit_code in (0, 1), result.output
         applied = json.loads(result.output)
         assert applied["total_bytes"] == change["total_bytes"], change["description"]
+
+
+def test_when_no_single_change_fits_a_combination_that_fits_comes_first():
+    result = plan(
+        "llama32-1b-full-3090",
+        "--memory-gib",
+        "10",
+        "--format",
+        "json",
+        "--set",
+        "training.optim=adamw_torch",
+        "--set",
+        "training.activation_checkpointing=false",
+        "--set",
+        "model.attn_implementation=eager",
+    )
+    report = json.loads(result.output)
+    first = report["changes"][0]
+    assert " + " in first["description"]
+    assert first["total_bytes"] <= 0.9 * report["capacity_bytes"]

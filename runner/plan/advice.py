@@ -149,4 +149,41 @@ def fitting_changes(arch: Architecture, setup: Setup, capacity: int) -> list[Cha
                 continue
             seen_kinds.add(kind)
         changes.append(Change(description, tuple(overrides.items()), estimate))
-    return sorted(changes, key=lambda c: c.estimate.total > capacity * (1 - HEADROOM))
+    limit = capacity * (1 - HEADROOM)
+    if not any(c.estimate.total <= limit for c in changes):
+        combined = combined_change(arch, setup, capacity)
+        if combined is not None:
+            changes.insert(0, combined)
+    return sorted(changes, key=lambda c: c.estimate.total > limit)
+
+
+# Changes that alter what is trained (adapters, truncation) come after the others.
+QUALITY_KINDS = ("LoRA", "QLoRA", "max_length")
+
+
+def combined_change(arch: Architecture, setup: Setup, capacity: int) -> Change | None:
+    """When no single change fits: changes applied one after another until it fits.
+
+    Each round applies the candidate that saves most, among those that leave what is
+    trained alone (checkpointing, 8-bit AdamW, smaller batch, sdpa, ZeRO); changes of
+    method or length only once those are used up. None when nothing combined fits.
+    """
+    limit = capacity * (1 - HEADROOM)
+    current, overrides, steps, used = setup, {}, [], set()
+    for _ in range(8):
+        options = [
+            (estimate_memory(arch, changed), description, extra, changed)
+            for description, extra, changed in candidate_changes(arch, current)
+            if description.split(" ")[0] not in used
+        ]
+        gentle = [o for o in options if o[1].split(" ")[0] not in QUALITY_KINDS]
+        pool = gentle or options
+        if not pool:
+            return None
+        estimate, description, extra, changed = min(pool, key=lambda o: o[0].total)
+        used.add(description.split(" ")[0])
+        current, overrides = changed, {**overrides, **extra}
+        steps.append(description)
+        if estimate.total <= limit:
+            return Change(" + ".join(steps), tuple(overrides.items()), estimate)
+    return None
