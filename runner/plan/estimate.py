@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runner.plan.activations import (
+    LM_TOKEN_CHUNK,
+    LM_VOCAB_CHUNK,
     activation_bytes,
     backward_working_per_token,
     has_padding_mask,
@@ -146,8 +148,11 @@ def estimate_memory(arch: Architecture, setup: Setup) -> Estimate:
         eval_tokens = tokens_per_micro_batch(setup, setup.eval_batch)
         mask = has_padding_mask(setup, setup.eval_batch)
         eval_setup = setup.replace(batch=setup.eval_batch)
-        eval_peak = layer_bytes_per_token(arch, eval_setup, setup.seq, mask) * eval_tokens + (
-            head_saved_per_token(arch, eval_setup) * eval_tokens
+        tile = min(eval_tokens, LM_TOKEN_CHUNK) * min(arch.vocab, LM_VOCAB_CHUNK)
+        eval_peak = (
+            layer_bytes_per_token(arch, eval_setup, setup.seq, mask) * eval_tokens
+            + head_saved_per_token(arch, eval_setup) * eval_tokens
+            + tile * setup.activation_bytes  # one logits tile of the fused LM head
         )
     dynamic = max(backward_peak, step_peak, eval_peak)
     phase = (
