@@ -138,6 +138,13 @@ def test_merged_model_logits_equal_base_plus_adapter_and_it_loads_with_plain_tra
     assert generated.shape[1] > input_ids.shape[1]
     assert json.loads((out / "merge.json").read_text())["method"] == "lora"
 
+    # As a plain model directory (its own chat template), it answers like the run.
+    asked = ["--prompt", "Uppercase: abc\n", "--max-new-tokens", "8"]
+    from_run = cli("infer", str(lora_run), *asked)
+    from_merged = cli("infer", str(out), *asked)
+    assert from_merged.exit_code == 0, from_merged.output
+    assert from_merged.stdout == from_run.stdout
+
 
 def test_merge_refuses_to_overwrite_a_non_empty_directory(lora_run, tmp_path):
     out = tmp_path / "taken"
