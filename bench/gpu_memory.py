@@ -244,12 +244,7 @@ def build_model(config: dict[str, Any], data: dict[str, Any], setup, device):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    try:
-        from trl.trainer.utils import add_fused_lm_head
-    except ImportError:
-        sys.exit(
-            "trl is needed for its fused LM head (install the wheels: ../shared/gpu/README.md)"
-        )
+    add_fused_lm_head = fused_lm_head_patcher()
     fields = {k: v for k, v in config.items() if k not in ("architectures", "torch_dtype")}
     cfg = AutoConfig.for_model(**fields)
     cfg.use_cache = False
@@ -274,6 +269,43 @@ def build_model(config: dict[str, Any], data: dict[str, Any], setup, device):
                     param.data = param.data.to(torch.bfloat16)
     model.train()
     return model
+
+
+def fused_lm_head_patcher():
+    """trl's add_fused_lm_head; if trl.trainer will not import on this machine, the same
+    forward rebuilt on trl's kernel (trl.kernels imports only torch and transformers)."""
+    try:
+        from trl.trainer.utils import add_fused_lm_head
+
+        return add_fused_lm_head
+    except ImportError as exc:
+        try:
+            from trl.kernels import ChunkedLogProbFunction
+        except ImportError:
+            sys.exit(f"trl is needed for its fused LM head ({exc}); see ../shared/gpu/README.md")
+    import types
+
+    def add(model, outputs=("log_probs",)):
+        original = model.forward
+
+        def forward(self, *args, fused_lm_head=False, labels=None, **kwargs):
+            if not fused_lm_head:
+                return original(*args, labels=labels, **kwargs)
+            kwargs["use_cache"] = False
+            hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+            targets = labels[:, 1:]
+            keep = targets != -100
+            weight = self.get_output_embeddings().weight
+            per_token = ChunkedLogProbFunction.apply(
+                hidden[keep], weight, None, targets[keep], 1.0, 32768, None, 1.0, outputs
+            )
+            log_probs = per_token[0].new_zeros(keep.shape).masked_scatter(keep, per_token[0])
+            return types.SimpleNamespace(log_probs=log_probs)
+
+        model.forward = types.MethodType(forward, model)
+
+    print("note: trl.trainer did not import; using trl.kernels directly", file=sys.stderr)
+    return add
 
 
 def quantize_linears(model, quant: dict[str, Any], device) -> None:
