@@ -232,3 +232,36 @@ def test_plain_model_directory_works_with_infer(tiny_model_dir):
         "infer", str(tiny_model_dir), "--prompt", "Uppercase: abc\n", "--max-new-tokens", "3"
     )
     assert result.exit_code == 0, result.output
+
+
+def test_sampling_with_a_seed_is_repeatable(lora_run):
+    asked = ["infer", str(lora_run), "--prompt", "Uppercase: abc\n", "--max-new-tokens", "12"]
+    sampled = ["--temperature", "1.5", "--top-p", "0.95"]
+    first = cli(*asked, *sampled, "--seed", "3")
+    again = cli(*asked, *sampled, "--seed", "3")
+    assert first.exit_code == 0, first.output
+    assert first.stdout == again.stdout
+
+
+def test_streaming_prints_exactly_the_completion_it_returns(lora_run, capsys):
+    from runner.after.generate import Sampling, generate
+    from runner.after.load import load_target
+    from runner.after.target import find_target
+
+    loaded = load_target(find_target(str(lora_run)), device="cpu")
+    ids = format_prompt(loaded.settings, loaded.tokenizer, "Uppercase: abc\n")
+    capsys.readouterr()
+    done = generate(
+        loaded.model,
+        loaded.tokenizer,
+        [ids],
+        Sampling(max_new_tokens=8),
+        loaded.stop_ids,
+        stream=True,
+    )[0]
+    assert capsys.readouterr().out == done.text + "\n"
+
+
+def test_top_p_without_temperature_is_a_usage_error(lora_run):
+    result = cli("infer", str(lora_run), "--prompt", "x", "--top-p", "0.9")
+    assert result.exit_code == 2 and "give --temperature too" in result.output
