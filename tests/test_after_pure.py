@@ -128,8 +128,15 @@ def test_an_uncached_hub_id_gets_the_missing_model_message(monkeypatch, tmp_path
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(AfterError) as caught:
         find_target("nobody/never-downloaded")
-    assert str(caught.value) == missing_model_message("nobody/never-downloaded")
+    assert "no such run or model directory here" in str(caught.value)
     assert "huggingface-cli download nobody/never-downloaded" in str(caught.value)
+
+
+def test_missing_model_message_names_the_id_and_both_fixes():
+    message = missing_model_message("org/model", where="outputs/run")
+    assert message.startswith("error: the model 'org/model' (needed by outputs/run)")
+    assert "huggingface-cli download org/model" in message
+    assert "--set model.id=PATH" in message
 
 
 def full_run_target(tmp_path) -> Target:

@@ -120,6 +120,14 @@ def find_target(reference: str) -> Target:
             "nor a saved model (no config.json); give the recipe's output_dir or a model "
             "directory"
         )
+    if not path.exists() and (_looks_like_path(reference) or not is_cached(reference)):
+        raise AfterError(
+            f"error: {reference}: no such run or model directory here, and no hub model of "
+            "that id in the local Hugging Face cache. Give a run directory (the recipe's "
+            "output_dir, e.g. outputs/NAME) or a saved model directory; for a hub model, "
+            f"download it once with `huggingface-cli download {reference}` on a machine "
+            "with network access"
+        )
     weights = require_model(reference)
     return Target(path=Path(weights), resolved=None, weights=weights, adapter=False, base=None)
 
