@@ -231,19 +231,19 @@ def chat(
     def work() -> None:
         from runner.after.chat import HELP, chat_loop
         from runner.after.generate import Sampling, generate
-        from runner.after.load import load_target
+        from runner.after.load import load_target, load_tokenizer
         from runner.after.prompts import format_prompt, has_chat_template
 
         target = _target(run_or_model, overrides)
         _quiet_libraries()
-        loaded = load_target(target, base_4bit=base_4bit)
-        if not has_chat_template(loaded.target.resolved, loaded.tokenizer):
+        if not has_chat_template(target.resolved, load_tokenizer(target)):
             template = (target.resolved or {}).get("data", {}).get("template", "none")
             raise AfterError(
                 f"error: {target.path} has no chat template (its prompt template is "
                 f"{template!r}), so it cannot hold a multi-turn conversation; send single "
                 f'prompts with `recipe infer {run_or_model} --prompt "..."`'
             )
+        loaded = load_target(target, base_4bit=base_4bit)
         sampling = Sampling(max_new_tokens, temperature, top_p, seed)
         interactive = sys.stdin.isatty()
 
