@@ -265,3 +265,10 @@ def test_streaming_prints_exactly_the_completion_it_returns(lora_run, capsys):
 def test_top_p_without_temperature_is_a_usage_error(lora_run):
     result = cli("infer", str(lora_run), "--prompt", "x", "--top-p", "0.9")
     assert result.exit_code == 2 and "give --temperature too" in result.output
+
+
+def test_eval_and_compare_need_a_run_not_a_plain_model(tiny_model_dir):
+    result = cli("eval", str(tiny_model_dir))
+    assert result.exit_code == 1 and "is not a run directory" in result.stderr
+    result = cli("infer", str(tiny_model_dir), "--prompt", "x", "--compare")
+    assert result.exit_code == 1 and "--compare needs a run or an adapter" in result.stderr
