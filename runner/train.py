@@ -110,9 +110,9 @@ def train(run_dir: Path, resume: bool) -> None:
         before = exact_match(
             trainer.model, tokenizer, resolved, examples.eval, stop_ids, **match_config
         )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     eval_metrics = trainer.evaluate() if eval_rows is not None else {}
     if match_config is not None and trainer.is_world_process_zero():
         after = exact_match(
@@ -127,7 +127,9 @@ def train(run_dir: Path, resume: bool) -> None:
         run.update_run(
             status="succeeded",
             finished_at=now(),
-            metrics=final_metrics(records, result, eval_metrics, trainer.state, seconds),
+            metrics=final_metrics(
+                records, result, eval_metrics, trainer.state, seconds, cpu_seconds
+            ),
             exact_match={"before": before, "after": after} if match_config is not None else None,
             data={
                 "shape": examples.shape,

@@ -11,8 +11,12 @@ def final_metrics(
     eval_metrics: dict[str, float],
     state: Any,
     seconds: float,
+    cpu_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Steps, tokens, time, tokens/s, first and final train loss, final eval loss."""
+    """Steps, tokens, time, tokens/s, first and final train loss, final eval loss.
+
+    `train_cpu_seconds` (CPU time of this process in the training loop) makes runs on a
+    shared CPU comparable where wall time is not."""
     losses = [r["loss"] for r in records if "loss" in r]
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
     return {
@@ -21,6 +25,7 @@ def final_metrics(
         "tokens": tokens,
         "train_seconds": round(seconds, 2),
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "train_cpu_seconds": round(cpu_seconds, 2) if cpu_seconds is not None else None,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "train_loss_mean": result.training_loss if result is not None else None,
