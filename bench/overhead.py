@@ -1,5 +1,6 @@
 """The runner's overhead: the same tiny model, data and steps, through `recipe run` and
-through a minimal hand-written TRL script. Prints training tokens/s of both and the ratio,
+through a minimal hand-written TRL script (started with the same `accelerate launch` flags).
+Prints training tokens/s of both and the ratio,
 and the end-to-end wall time of each (process start to exit).
 
     python bench/overhead.py [--steps 60] [--repeats 1]
@@ -109,6 +110,7 @@ def through_runner(work: Path, model_dir: Path, steps: int) -> dict:
     return {
         "tokens": metrics["tokens"],
         "tokens_per_second": metrics["tokens_per_second"],
+        "tokens_per_cpu_second": metrics["tokens"] / metrics["train_cpu_seconds"],
         "wall": wall,
     }
 
@@ -116,9 +118,18 @@ def through_runner(work: Path, model_dir: Path, steps: int) -> dict:
 def by_hand(work: Path, model_dir: Path, steps: int) -> dict:
     script = work / "sft_by_hand.py"
     script.write_text(HAND_WRITTEN, encoding="utf-8")
+    # Launched the way `recipe run` launches (same accelerate flags, so the same thread
+    # settings): the comparison then measures the runner's own code, not the launcher's.
+    import torch
+
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--quiet"]
+    if not torch.cuda.is_available():
+        launcher.append("--cpu")
+    launcher += ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+                 "--dynamo_backend", "no"]  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, str(script), str(model_dir), str(DATA), str(work / "hand"), str(steps)],
+        [*launcher, str(script), str(model_dir), str(DATA), str(work / "hand"), str(steps)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - start
@@ -136,8 +147,13 @@ def main() -> None:
         work = Path(tmp)
         make_model(work / "model")
         for repeat in range(args.repeats):
-            hand = by_hand(work, work / "model", args.steps)
-            runner = through_runner(work, work / "model", args.steps)
+            # alternate the order, so a change in the machine's other load hits both alike
+            if repeat % 2:
+                runner = through_runner(work, work / "model", args.steps)
+                hand = by_hand(work, work / "model", args.steps)
+            else:
+                hand = by_hand(work, work / "model", args.steps)
+                runner = through_runner(work, work / "model", args.steps)
             ratio = runner["tokens_per_second"] / hand["tokens_per_second"]
             cpu_ratio = runner["tokens_per_cpu_second"] / hand["tokens_per_cpu_second"]
             print(
