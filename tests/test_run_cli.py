@@ -112,7 +112,9 @@ def test_demo_data_is_reproducible(tmp_path):
     json.loads((REPO / "recipes" / "data" / "uppercase-eval.jsonl").read_text().splitlines()[0])
 
 
-def test_a_model_that_cannot_be_found_fails_with_a_message_not_a_traceback(tmp_path, tiny_model_dir):
+def test_a_model_that_cannot_be_found_fails_with_a_message_not_a_traceback(
+    tmp_path, tiny_model_dir
+):
     recipe = tiny_recipe(tiny_model_dir)
     recipe["model"]["id"] = "no-such-org/no-such-model"
     recipe["model"]["tokenizer"] = str(tiny_model_dir)
