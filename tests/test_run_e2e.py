@@ -73,25 +73,29 @@ def test_full_finetune_leaves_a_loadable_model(tmp_path, tiny_model_dir):
 
 
 def test_lora_leaves_a_loadable_adapter(tmp_path, tiny_model_dir):
-    from runner.run.artifacts import load_trained
+    from runner.after.load import load_target
+    from runner.after.target import find_target
 
     result, run_dir = train(tmp_path, tiny_recipe(tiny_model_dir, "lora"))
     check_run(run_dir, result.stdout, "tiny-lora")
     assert (run_dir / "final" / "adapter_model.safetensors").is_file()
     assert not (run_dir / "final" / "model.safetensors").exists()
-    model, tokenizer, _ = load_trained(run_dir, device="cpu")
+    loaded = load_target(find_target(str(run_dir)), device="cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
     assert type(model).__name__ == "PeftModelForCausalLM"
     assert generate(model, tokenizer).startswith("Uppercase: abc\n")
 
 
 def test_qlora_on_the_cpu_4bit_path_leaves_a_loadable_adapter(tmp_path, tiny_model_dir):
-    from runner.run.artifacts import load_trained
+    from runner.after.load import load_target
+    from runner.after.target import find_target
 
     result, run_dir = train(tmp_path, tiny_recipe(tiny_model_dir, "qlora"))
     record = check_run(run_dir, result.stdout, "tiny-qlora")
     assert record["method"] == "qlora"
     assert (run_dir / "final" / "adapter_config.json").is_file()
-    model, tokenizer, _ = load_trained(run_dir, device="cpu")
+    loaded = load_target(find_target(str(run_dir)), device="cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
     assert model.get_base_model().is_loaded_in_4bit
     assert generate(model, tokenizer).startswith("Uppercase: abc\n")
 
