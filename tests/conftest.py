@@ -108,3 +108,25 @@ def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
     round_trip_yaml().dump(recipe, stream)
     path.write_text(stream.getvalue(), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The shipped demo, trained once per test session exactly as the README's first
+    command runs it (`recipe run demo-uppercase` from an empty folder).
+
+    Returns (run directory, the finished `recipe run` process). Several test files use
+    the same run, so the minute or two of CPU training is paid once.
+    """
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("demo")
+    done = subprocess.run(
+        ["recipe", "run", "demo-uppercase"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return folder / "outputs" / "demo-uppercase", done

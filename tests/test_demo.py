@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_uppercase_learns_the_task_on_held_out_words(tmp_path):
-    result = subprocess.run(
-        ["recipe", "run", "demo-uppercase"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    record = json.loads((tmp_path / "outputs" / "demo-uppercase" / "run.json").read_text())
+def test_demo_uppercase_learns_the_task_on_held_out_words(demo_run):
+    run_dir, result = demo_run
+    record = json.loads((run_dir / "run.json").read_text())
     match = record["exact_match"]
     assert match["before"]["total"] == 200
     assert match["before"]["accuracy"] <= 0.05

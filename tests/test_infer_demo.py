@@ -21,24 +21,22 @@ def recipe_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("demo")
-    done = recipe_cli("run", "demo-uppercase", "--set", f"output_dir={folder / 'run'}", cwd=folder)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return folder / "run"
+def demo_dir(demo_run) -> Path:
+    """The shipped demo's run directory (trained once per session, see conftest)."""
+    return demo_run[0]
 
 
-def test_infer_answers_the_held_out_rows_the_demo_scores(demo_run, tmp_path):
+def test_infer_answers_the_held_out_rows_the_demo_scores(demo_dir, tmp_path):
     out = tmp_path / "answers.jsonl"
     done = recipe_cli(
-        "infer", str(demo_run), "--file", str(HELD_OUT), "--max-new-tokens", "12",
+        "infer", str(demo_dir), "--file", str(HELD_OUT), "--max-new-tokens", "12",
         "--out", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     correct = sum(r["generation"].strip() == r["completion"].strip() for r in rows)
 
-    scored = json.loads((demo_run / "run.json").read_text())["exact_match"]
+    scored = json.loads((demo_dir / "run.json").read_text())["exact_match"]
     assert len(rows) == scored["after"]["total"]
     # The same prompts, the same greedy decoding, the same stop: the same answers.
     assert abs(correct - scored["after"]["correct"]) <= 2
@@ -48,26 +46,26 @@ def test_infer_answers_the_held_out_rows_the_demo_scores(demo_run, tmp_path):
         assert by_prompt[sample["prompt"]] == sample["got"]
 
 
-def test_infer_prints_the_answer_to_one_prompt(demo_run, tmp_path):
-    done = recipe_cli("infer", str(demo_run), "--prompt", "Uppercase: abc\n", cwd=tmp_path)
+def test_infer_prints_the_answer_to_one_prompt(demo_dir, tmp_path):
+    done = recipe_cli("infer", str(demo_dir), "--prompt", "Uppercase: abc\n", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().isupper()
 
 
-def test_eval_reproduces_the_demo_eval_loss(demo_run, tmp_path):
-    done = recipe_cli("eval", str(demo_run), "-n", "20", cwd=tmp_path)
+def test_eval_reproduces_the_demo_eval_loss(demo_dir, tmp_path):
+    done = recipe_cli("eval", str(demo_dir), "-n", "20", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    record = json.loads((demo_run / "eval.json").read_text())
-    trained = json.loads((demo_run / "run.json").read_text())["metrics"]["eval_loss"]
+    record = json.loads((demo_dir / "eval.json").read_text())
+    trained = json.loads((demo_dir / "run.json").read_text())["metrics"]["eval_loss"]
     assert record["loss"] == pytest.approx(trained, rel=1e-4)
     assert record["rows"] == 200 and record["exact_match"] is not None
     assert "exact match" in done.stdout
 
 
-def test_a_full_finetune_needs_no_merge_and_says_which_model_to_use(demo_run, tmp_path):
-    done = recipe_cli("merge", str(demo_run), cwd=tmp_path)
+def test_a_full_finetune_needs_no_merge_and_says_which_model_to_use(demo_dir, tmp_path):
+    done = recipe_cli("merge", str(demo_dir), cwd=tmp_path)
     assert done.returncode == 1
     assert "full fine-tuning run" in done.stderr and "nothing to merge" in done.stderr
-    assert str(demo_run / "final") in done.stderr
+    assert str(demo_dir / "final") in done.stderr
     assert "Traceback" not in done.stderr
-    assert not (demo_run / "merged").exists()
+    assert not (demo_dir / "merged").exists()
