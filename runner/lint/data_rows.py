@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +30,16 @@ class Unreadable(Exception):
 def read_rows(path: Path, limit: int = FIRST_ROWS) -> list[dict[str, Any]]:
     """The first `limit` rows of a local .jsonl/.json/.csv file."""
     if path.suffix == ".jsonl":
-        rows = []
         with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise Unreadable(f"line {number} is not JSON ({exc.msg})") from None
-                if len(rows) == limit:
-                    break
-        return rows
+            return _json_lines(handle, limit)
     if path.suffix == ".json":
         text = path.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
-            return _json_lines(text, limit)  # JSON lines saved as .json: datasets reads those too
+            return _json_lines(
+                text.splitlines(), limit
+            )  # JSON lines saved as .json: datasets reads those too
         if isinstance(data, dict):
             data = next((v for v in data.values() if isinstance(v, list)), [data])
         if not isinstance(data, list):
@@ -59,14 +51,16 @@ def read_rows(path: Path, limit: int = FIRST_ROWS) -> list[dict[str, Any]]:
     return []
 
 
-def _json_lines(text: str, limit: int) -> list[dict[str, Any]]:
+def _json_lines(lines: Iterable[str], limit: int) -> list[dict[str, Any]]:
+    """The first `limit` rows of JSON lines (blank lines skipped)."""
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise Unreadable(f"line {number} is not JSON ({exc.msg})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise Unreadable(f"line {number} is not JSON ({exc.msg})") from None
         if len(rows) == limit:
             break
     return rows
