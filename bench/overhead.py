@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,9 @@ HAND_WRITTEN = textwrap.dedent(
     trainer.train()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     tokens = trainer.state.num_input_tokens_seen
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     print(json.dumps({"tokens": tokens, "tokens_per_second": tokens / seconds,
-                      "tokens_per_cpu_second": tokens / cpu}))
+                      "tokens_per_cpu_second": tokens / cpu, "losses": losses}))
     """
 )
 
@@ -107,7 +109,10 @@ def through_runner(work: Path, model_dir: Path, steps: int) -> dict:
     )  # fmt: skip
     wall = time.perf_counter() - start
     metrics = json.loads((work / "run" / "run.json").read_text())["metrics"]
+    logged = (work / "run" / "metrics.jsonl").read_text().splitlines()
+    losses = [r["loss"] for r in map(json.loads, logged) if "loss" in r]
     return {
+        "losses": losses,
         "tokens": metrics["tokens"],
         "tokens_per_second": metrics["tokens_per_second"],
         "tokens_per_cpu_second": metrics["tokens"] / metrics["train_cpu_seconds"],
@@ -146,6 +151,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recipe-bench-") as tmp:
         work = Path(tmp)
         make_model(work / "model")
+        ratios: list[float] = []
         for repeat in range(args.repeats):
             # alternate the order, so a change in the machine's other load hits both alike
             if repeat % 2:
@@ -155,16 +161,24 @@ def main() -> None:
                 hand = by_hand(work, work / "model", args.steps)
                 runner = through_runner(work, work / "model", args.steps)
             ratio = runner["tokens_per_second"] / hand["tokens_per_second"]
+            ratios.append(ratio)
+            # Same work, checked: the same tokens and bit-identical logged losses mean the
+            # same batches, model, optimizer and schedule; any gap left is time, not work.
+            same = runner["tokens"] == hand["tokens"] and runner["losses"] == hand["losses"]
             cpu_ratio = runner["tokens_per_cpu_second"] / hand["tokens_per_cpu_second"]
             print(
                 f"[{repeat + 1}] {args.steps} steps; tokens: runner {runner['tokens']:,} / by hand "
-                f"{hand['tokens']:,}\n"
+                f"{hand['tokens']:,}; identical logged losses: {'yes' if same else 'NO'}\n"
                 f"    tokens/s      recipe run {runner['tokens_per_second']:,.0f}   "
                 f"hand-written TRL {hand['tokens_per_second']:,.0f}   ratio {ratio:.3f}\n"
                 f"    tokens/CPU-s  recipe run {runner['tokens_per_cpu_second']:,.0f}   "
                 f"hand-written TRL {hand['tokens_per_cpu_second']:,.0f}   ratio {cpu_ratio:.3f}\n"
                 f"    wall s        recipe run {runner['wall']:.1f}   hand-written TRL {hand['wall']:.1f}",
                 flush=True,
+            )
+        if len(ratios) > 1:
+            print(
+                f"median tokens/s ratio over {len(ratios)} pairs: {statistics.median(ratios):.3f}"
             )
 
 
