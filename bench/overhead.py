@@ -5,9 +5,14 @@ and the end-to-end wall time of each (process start to exit).
 
     python bench/overhead.py [--steps 60] [--repeats 1]
 
-CPU only is fine (the numbers are then CPU numbers); nothing is downloaded. On a shared
-CPU, wall-clock tokens/s swing with the other load; tokens per CPU-second of the training
-process (also printed) is the steadier comparison there.
+CPU only is fine (the numbers are then CPU numbers); nothing is downloaded. Each pair also
+checks that both sides did the same work: the same number of tokens and bit-identical
+logged losses (same batches, model, optimizer, schedule).
+
+On a shared CPU both tokens/s and tokens per CPU-second swing with the other load, by
+10-20% from one pair to the next: the OpenMP workers of a training step wait (spinning,
+which counts as CPU time) for whichever of them the other load has descheduled. Compare
+medians of several pairs (`--repeats`), taken on an otherwise idle machine where possible.
 """
 
 from __future__ import annotations
