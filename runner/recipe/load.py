@@ -108,11 +108,7 @@ def position_of(doc: Any, key: KeyPath) -> tuple[int, int]:
             ln, col = node.lc.key(part)
             line, column = ln + 1, col + 1
             node = node[part]
-        elif (
-            isinstance(node, CommentedSeq)
-            and isinstance(part, int)
-            and 0 <= part < len(node)
-        ):
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             ln, col = node.lc.item(part)
             line, column = ln + 1, col + 1
             node = node[part]
