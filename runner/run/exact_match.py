@@ -30,50 +30,34 @@ def exact_match(
     and stops at the end-of-turn token; the answer matches when it equals the reference
     after stripping surrounding whitespace.
     """
-    import torch
+    from runner.after.generate import Sampling, generate
 
     rows = [e for e in examples if "response" in e]
-    was_training = model.training
-    model.eval()
+    prompts = [
+        prompt_token_ids(
+            resolved, tokenizer, render_prompt(resolved, tokenizer, e["instruction"], e["input"])
+        )
+        for e in rows
+    ]
+    completions = generate(
+        model,
+        tokenizer,
+        prompts,
+        Sampling(max_new_tokens=max_new_tokens),
+        stop_ids,
+        batch_size=batch_size,
+    )
     correct, samples = 0, []
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        prompts = [
-            prompt_token_ids(
-                resolved,
-                tokenizer,
-                render_prompt(resolved, tokenizer, e["instruction"], e["input"]),
+    for example, completion in zip(rows, completions, strict=True):
+        correct += completion.text.strip() == example["response"].strip()
+        if len(samples) < 5:
+            samples.append(
+                {
+                    "prompt": example["instruction"],
+                    "expected": example["response"],
+                    "got": completion.text,
+                }
             )
-            for e in batch
-        ]
-        width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stop_ids,
-                pad_token_id=pad_id,
-            )
-        for example, ids in zip(batch, out[:, width:].tolist(), strict=True):
-            answer = tokenizer.decode(_until_stop(ids, stop_ids), skip_special_tokens=True)
-            hit = answer.strip() == example["response"].strip()
-            correct += hit
-            if len(samples) < 5:
-                samples.append(
-                    {
-                        "prompt": example["instruction"],
-                        "expected": example["response"],
-                        "got": answer,
-                    }
-                )
-    if was_training:
-        model.train()
     total = len(rows)
     return {
         "accuracy": correct / total if total else None,
@@ -81,10 +65,3 @@ def exact_match(
         "total": total,
         "samples": samples,
     }
-
-
-def _until_stop(ids: list[int], stop_ids: list[int]) -> list[int]:
-    for index, token in enumerate(ids):
-        if token in stop_ids:
-            return ids[:index]
-    return ids
