@@ -52,6 +52,7 @@ def resolve_recipe(
     cwd = cwd or Path.cwd()
     schema = load_schema()
     resolved = copy.deepcopy(data)
+    resolved.setdefault("launch", {})  # so its defaults (one process, one machine) apply
     for key, subschema in schema["properties"].items():
         if key in LIBRARY_BLOCKS or key not in resolved:
             continue
@@ -80,20 +81,13 @@ def resolve_recipe(
         if isinstance(ref, str) and looks_local(ref, recipe_dir):
             source["source"] = absolute_path(ref, recipe_dir)
 
-    launch = resolved.setdefault("launch", {})
-    launch.setdefault("num_processes", 1)
-    launch.setdefault("num_machines", 1)
+    launch = resolved["launch"]
     if "strategy" not in launch:
         single = launch["num_processes"] == 1 and launch["num_machines"] == 1
         launch["strategy"] = "single" if single else "ddp"
     for key, subschema in schema["properties"]["launch"]["properties"].items():
         if key in ("deepspeed", "fsdp") and launch["strategy"] == key:
             launch[key] = _apply_defaults(launch.get(key) or {}, subschema, schema)
-
-    if "early_stopping" in resolved:
-        resolved["early_stopping"] = _apply_defaults(
-            resolved["early_stopping"] or {}, schema["properties"]["early_stopping"], schema
-        )
 
     if isinstance(resolved.get("output_dir"), str):
         resolved["output_dir"] = absolute_path(resolved["output_dir"], cwd)
