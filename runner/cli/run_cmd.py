@@ -16,24 +16,13 @@ from typing import Any
 
 import click
 
+from runner.cli.lint_cmd import checked_recipe
 from runner.recipe.load import round_trip_yaml
 
 
 def _fail(message: str) -> None:
     click.echo(message, err=True)
     sys.exit(1)
-
-
-def checked_recipe(recipe: str, overrides: tuple[str, ...]) -> Any:
-    """Lint a recipe; print every diagnostic; exit 1 on errors. Returns the LintResult."""
-    from runner.lint import check_recipe
-
-    result = check_recipe(recipe, overrides)
-    for diagnostic in result.diagnostics:
-        click.echo(diagnostic.format(), err=True)
-    if not result.ok or result.resolved is None:
-        _fail(f"{recipe}: fix the errors above before training (`recipe lint` checks again)")
-    return result
 
 
 def checked_examples(resolved: dict[str, Any]) -> Any:
