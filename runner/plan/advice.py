@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runner.plan.architecture import LAYER_LINEARS, Architecture
@@ -30,107 +31,121 @@ def _yaml(value: object) -> str:
     return str(value)
 
 
-def candidate_changes(arch: Architecture, setup: Setup) -> list[tuple[str, dict, Setup]]:
+# A proposed change: its description, the --set overrides, the setup it leads to.
+Candidate = tuple[str, dict, Setup]
+
+# LoRA r=16 on every linear layer: in the estimator's terms, and as recipe overrides.
+_LORA_SETUP = {"lora_r": 16, "lora_targets": LAYER_LINEARS, "lora_dropout": 0.05}
+_LORA_OVERRIDES = {"lora.r": 16, "lora.target_modules": "all-linear", "lora.lora_dropout": 0.05}
+
+
+def candidate_changes(arch: Architecture, setup: Setup) -> list[Candidate]:
     """Changes worth trying for this setup, cheapest in quality/speed first."""
-    out: list[tuple[str, dict, Setup]] = []
+    return [
+        *_attention_changes(setup),
+        *_checkpointing_changes(setup),
+        *_optimizer_changes(setup),
+        *_batch_changes(setup),
+        *_length_changes(setup),
+        *_lora_changes(setup),
+        *_qlora_changes(setup),
+        *_launch_changes(setup),
+    ]
+
+
+def _attention_changes(setup: Setup) -> Iterator[Candidate]:
     if setup.attn == "eager":
-        out.append(
-            (
-                "sdpa attention instead of eager",
-                {"model.attn_implementation": "sdpa"},
-                setup.replace(attn="sdpa"),
-            )
+        yield (
+            "sdpa attention instead of eager",
+            {"model.attn_implementation": "sdpa"},
+            setup.replace(attn="sdpa"),
         )
+
+
+def _checkpointing_changes(setup: Setup) -> Iterator[Candidate]:
     if not setup.checkpointing:
-        out.append(
-            (
-                "turn activation checkpointing on (about 30% slower)",
-                {"training.activation_checkpointing": True},
-                setup.replace(checkpointing=True),
-            )
+        yield (
+            "turn activation checkpointing on (about 30% slower)",
+            {"training.activation_checkpointing": True},
+            setup.replace(checkpointing=True),
         )
+
+
+def _optimizer_changes(setup: Setup) -> Iterator[Candidate]:
     if setup.optim in ADAM_32BIT_OPTIMS:
-        out.append(
-            (
-                "8-bit AdamW (bitsandbytes)",
-                {"training.optim": "adamw_bnb_8bit"},
-                setup.replace(optim="adamw_bnb_8bit"),
-            )
+        yield (
+            "8-bit AdamW (bitsandbytes)",
+            {"training.optim": "adamw_bnb_8bit"},
+            setup.replace(optim="adamw_bnb_8bit"),
         )
-    if setup.batch > 1:
-        batch, accum = setup.batch, setup.grad_accum
-        while batch > 1:
-            batch, accum = batch // 2, accum * 2
-            out.append(
-                (
-                    f"batch {batch} x accumulation {accum} (same effective batch)",
-                    {
-                        "training.per_device_train_batch_size": batch,
-                        "training.gradient_accumulation_steps": accum,
-                    },
-                    setup.replace(batch=batch, grad_accum=accum),
-                )
-            )
+
+
+def _batch_changes(setup: Setup) -> Iterator[Candidate]:
+    """Halve the micro-batch down to 1, doubling accumulation to keep the effective batch."""
+    batch, accum = setup.batch, setup.grad_accum
+    while batch > 1:
+        batch, accum = batch // 2, accum * 2
+        yield (
+            f"batch {batch} x accumulation {accum} (same effective batch)",
+            {
+                "training.per_device_train_batch_size": batch,
+                "training.gradient_accumulation_steps": accum,
+            },
+            setup.replace(batch=batch, grad_accum=accum),
+        )
+
+
+def _length_changes(setup: Setup) -> Iterator[Candidate]:
+    """Halve max_length down to 256."""
     length = setup.seq
     while length > 256:
         length //= 2
-        out.append(
-            (
-                f"max_length {length} (longer examples are truncated)",
-                {"training.max_length": length},
-                setup.replace(seq=length),
-            )
+        yield (
+            f"max_length {length} (longer examples are truncated)",
+            {"training.max_length": length},
+            setup.replace(seq=length),
         )
-    lora = {"lora_r": 16, "lora_targets": LAYER_LINEARS, "lora_dropout": 0.05}
+
+
+def _lora_changes(setup: Setup) -> Iterator[Candidate]:
     if setup.method == "full":
-        out.append(
-            (
-                "LoRA r=16 on all linear layers instead of full fine-tuning",
-                {
-                    "method": "lora",
-                    "lora.r": 16,
-                    "lora.target_modules": "all-linear",
-                    "lora.lora_dropout": 0.05,
-                },
-                setup.replace(method="lora", **lora),
-            )
+        yield (
+            "LoRA r=16 on all linear layers instead of full fine-tuning",
+            {"method": "lora", **_LORA_OVERRIDES},
+            setup.replace(method="lora", **_LORA_SETUP),
         )
-    if setup.method in ("full", "lora"):
-        out.append(
-            (
-                "QLoRA (4-bit NF4 base) r=16 on all linear layers",
-                {
-                    "method": "qlora",
-                    "quantization.load_in_4bit": True,
-                    "quantization.bnb_4bit_quant_type": "nf4",
-                    "quantization.bnb_4bit_use_double_quant": True,
-                    **(
-                        {}
-                        if setup.method == "lora"
-                        else {
-                            "lora.r": 16,
-                            "lora.target_modules": "all-linear",
-                            "lora.lora_dropout": 0.05,
-                        }
-                    ),
-                },
-                setup.replace(
-                    method="qlora",
-                    quant_type="nf4",
-                    double_quant=True,
-                    **({} if setup.method == "lora" else lora),
-                ),
-            )
-        )
+
+
+def _qlora_changes(setup: Setup) -> Iterator[Candidate]:
+    """A 4-bit base; a LoRA recipe keeps its adapters, a full one gets LoRA r=16."""
+    if setup.method not in ("full", "lora"):
+        return
+    adds_lora = setup.method == "full"
+    yield (
+        "QLoRA (4-bit NF4 base) r=16 on all linear layers",
+        {
+            "method": "qlora",
+            "quantization.load_in_4bit": True,
+            "quantization.bnb_4bit_quant_type": "nf4",
+            "quantization.bnb_4bit_use_double_quant": True,
+            **(_LORA_OVERRIDES if adds_lora else {}),
+        },
+        setup.replace(
+            method="qlora",
+            quant_type="nf4",
+            double_quant=True,
+            **(_LORA_SETUP if adds_lora else {}),
+        ),
+    )
+
+
+def _launch_changes(setup: Setup) -> Iterator[Candidate]:
     if setup.processes > 1 and setup.strategy in ("single", "ddp"):
-        out.append(
-            (
-                "DeepSpeed ZeRO-3 across the GPUs",
-                {"launch.strategy": "deepspeed", "launch.deepspeed.zero_stage": 3},
-                setup.replace(strategy="deepspeed", zero_stage=3),
-            )
+        yield (
+            "DeepSpeed ZeRO-3 across the GPUs",
+            {"launch.strategy": "deepspeed", "launch.deepspeed.zero_stage": 3},
+            setup.replace(strategy="deepspeed", zero_stage=3),
         )
-    return out
 
 
 def fitting_changes(arch: Architecture, setup: Setup, capacity: int) -> list[Change]:
