@@ -43,9 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 from runner.plan.architecture import architecture_from_config  # noqa: E402
 from runner.plan.estimate import CUDA_CONTEXT_BYTES, GIB, estimate_memory  # noqa: E402
-from runner.plan.setup import setup_from_recipe  # noqa: E402
+from runner.plan.setup import setup_from_settings  # noqa: E402
 from runner.plan.throughput import flops_per_token  # noqa: E402
 from runner.recipe.hardware import CARDS  # noqa: E402
+from runner.recipe.resolve import resolve_recipe  # noqa: E402
+from runner.recipe.settings import Settings  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from gpu_training import build_model, build_optimizer, train  # noqa: E402
@@ -181,7 +183,7 @@ def run_point(name: str, smoke: bool, steps: int, warmup: int) -> dict[str, Any]
         data = smoke_data(data)
     config = point_config(data)
     arch = architecture_from_config(config)
-    setup = setup_from_recipe(data)
+    setup = setup_from_settings(Settings(resolve_recipe(data, ROOT / "recipes")))
     estimate = estimate_memory(arch, setup)
     card = CARDS[data["hardware"]["gpu"]]
     cuda = torch.cuda.is_available() and not smoke

@@ -25,6 +25,31 @@ def shared_fixtures() -> Path:
     return SHARED_FIXTURES
 
 
+def settings_of(recipe: str | Path, *overrides: str):
+    """The effective settings of a recipe (path or shipped name) that must check clean."""
+    from runner.check import check_recipe
+
+    checked = check_recipe(recipe, overrides)
+    assert checked.ok, [d.format() for d in checked.diagnostics]
+    return checked.settings
+
+
+def bare_recipe(path: Path) -> Path:
+    """A recipe that says only what is required (model, method, data, output_dir), so
+    every other value is a default; written to `path`."""
+    return write_recipe(
+        path,
+        {
+            "schema_version": 1,
+            "name": "bare",
+            "model": {"id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0"},
+            "method": "full",
+            "data": {"train": [{"source": "tatsu-lab/alpaca", "format": "alpaca"}]},
+            "output_dir": "out",
+        },
+    )
+
+
 def save_tiny_llama(path: Path, layers: int = 2, hidden: int = 64) -> Path:
     """A 2-layer Llama with random weights and the runner's byte-level tokenizer, saved."""
     import torch

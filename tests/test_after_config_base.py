@@ -1,6 +1,7 @@
 """A LoRA run on a `model.config` base (random weights, like the demo): the exact initial
-weights saved in final/base are what the adapter is applied to afterwards, so `recipe eval`
-reproduces the run's own eval loss and the merged model equals base + adapter."""
+weights `recipe run` saves in the run's base/ are what the adapter is applied to
+afterwards, so `recipe eval` reproduces the run's own eval loss and the merged model
+equals base + adapter. A QLoRA recipe on `model.config` really trains on 4-bit layers."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def config_lora_run(tmp_path_factory) -> Path:
 def test_the_saved_base_holds_plain_weights_without_lora_layers(config_lora_run):
     from safetensors import safe_open
 
-    with safe_open(str(config_lora_run / "final" / "base" / "model.safetensors"), "pt") as f:
+    with safe_open(str(config_lora_run / "base" / "model.safetensors"), "pt") as f:
         keys = list(f.keys())
     assert "model.layers.0.self_attn.q_proj.weight" in keys
     assert not [k for k in keys if "lora_" in k or "base_layer" in k]
@@ -94,7 +95,32 @@ def test_merge_of_a_config_base_run_loads_and_equals_base_plus_adapter(config_lo
     result = CliRunner().invoke(main, ["merge", str(config_lora_run), "--out", str(out)])
     assert result.exit_code == 0, result.output
     loaded = load_target(find_target(str(config_lora_run)), device="cpu")
-    ids = torch.tensor([format_prompt(loaded.settings, loaded.tokenizer, "Uppercase: abc\n")])
+    ids = torch.tensor([format_prompt(loaded.fmt, loaded.tokenizer, "Uppercase: abc\n")])
     merged = AutoModelForCausalLM.from_pretrained(out)
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, loaded.model(ids).logits, atol=1e-4)
+
+
+def test_a_qlora_recipe_on_model_config_loads_4bit_linear_layers(tmp_path):
+    import bitsandbytes as bnb
+    from conftest import settings_of
+
+    from runner.expand.model import load_model, save_config_model
+    from runner.expand.placement import Placement
+    from runner.expand.tokenizer import load_tokenizer
+
+    settings = settings_of(
+        "demo-uppercase",
+        "method=qlora",
+        "lora={r: 4, lora_alpha: 8, target_modules: [q_proj, v_proj]}",
+        "quantization={load_in_4bit: true, bnb_4bit_quant_type: nf4}",
+        "training.learning_rate=1.0e-3",
+    )
+    save_config_model(settings, tmp_path / "base")
+    model = load_model(
+        settings, Placement(cpu=True), load_tokenizer(settings), base_dir=tmp_path / "base"
+    )
+    linear = model.model.layers[0].self_attn.q_proj
+    assert isinstance(linear, bnb.nn.Linear4bit)
+    assert linear.weight.quant_state.quant_type == "nf4"
+    assert getattr(model, "is_loaded_in_4bit", False)

@@ -48,7 +48,7 @@ def cli(*args: str, input: str | None = None):
 def padded_batch(loaded, prompts: list[str]):
     import torch
 
-    ids = [format_prompt(loaded.settings, loaded.tokenizer, p) for p in prompts]
+    ids = [format_prompt(loaded.fmt, loaded.tokenizer, p) for p in prompts]
     width = max(map(len, ids))
     pad = loaded.tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
@@ -61,7 +61,7 @@ def test_infer_answers_a_prompt_rendered_with_the_runs_template(lora_run):
     from runner.after.target import find_target
 
     loaded = load_target(find_target(str(lora_run)), device="cpu")
-    ids = format_prompt(loaded.settings, loaded.tokenizer, "Uppercase: abc\n")
+    ids = format_prompt(loaded.fmt, loaded.tokenizer, "Uppercase: abc\n")
     rendered = loaded.tokenizer.decode(ids)
     assert rendered == "<|user|>Uppercase: abc\n</s><|assistant|>"
     assert type(loaded.model).__name__ == "PeftModelForCausalLM"
@@ -249,7 +249,7 @@ def test_streaming_prints_exactly_the_completion_it_returns(lora_run, capsys):
     from runner.after.target import find_target
 
     loaded = load_target(find_target(str(lora_run)), device="cpu")
-    ids = format_prompt(loaded.settings, loaded.tokenizer, "Uppercase: abc\n")
+    ids = format_prompt(loaded.fmt, loaded.tokenizer, "Uppercase: abc\n")
     capsys.readouterr()
     done = generate(
         loaded.model,

@@ -15,6 +15,7 @@ from runner.after.generate import Sampling, cut_at_stop, generation_kwargs
 from runner.after.merge import merge_destination, merge_dtype
 from runner.after.prompts import read_prompts
 from runner.after.target import AfterError, Target, find_target, missing_model_message
+from runner.recipe.settings import Settings
 
 
 def run_chat(lines: list[str]):
@@ -134,18 +135,19 @@ def test_an_uncached_hub_id_gets_the_missing_model_message(monkeypatch, tmp_path
 
 def test_missing_model_message_names_the_id_and_both_fixes():
     message = missing_model_message("org/model", where="outputs/run")
-    assert message.startswith("error: the model 'org/model' (needed by outputs/run)")
+    assert message.startswith("the model 'org/model' (needed by outputs/run)")
     assert "huggingface-cli download org/model" in message
     assert "--set model.id=PATH" in message
 
 
 def full_run_target(tmp_path) -> Target:
-    return Target(tmp_path, {"method": "full", "model": {}}, str(tmp_path / "final"), False, None)
+    settings = Settings({"method": "full", "model": {}})
+    return Target(tmp_path, settings, str(tmp_path / "final"), False, None)
 
 
 def adapter_target(tmp_path, dtype="float32") -> Target:
-    resolved = {"method": "lora", "model": {"id": "base", "dtype": dtype}}
-    return Target(tmp_path, resolved, str(tmp_path / "final"), True, "base")
+    settings = Settings({"method": "lora", "model": {"id": "base", "dtype": dtype}})
+    return Target(tmp_path, settings, str(tmp_path / "final"), True, "base")
 
 
 def test_merge_of_a_full_run_says_no_merge_is_needed_and_where_the_model_is(tmp_path):

@@ -67,9 +67,7 @@ def test_merge_uses_the_unquantized_base_and_says_it_differs_from_4bit(qlora_run
     assert json.loads((out / "merge.json").read_text())["note"].startswith("note: this adapter")
 
     unquantized = load_target(find_target(str(qlora_run)), base_4bit=False, device="cpu")
-    ids = torch.tensor(
-        [format_prompt(unquantized.settings, unquantized.tokenizer, "Uppercase: abc\n")]
-    )
+    ids = torch.tensor([format_prompt(unquantized.fmt, unquantized.tokenizer, "Uppercase: abc\n")])
     merged = AutoModelForCausalLM.from_pretrained(out)
     assert linear_kinds(merged) == {"Linear"}
     with torch.no_grad():

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from ruamel.yaml import YAML
 
 from runner import RECIPES_DIR, SCHEMAS_DIR
+from runner.check import check_recipe
 from runner.cli import main
-from runner.lint import check_recipe
 
 
 def run(*args: str):

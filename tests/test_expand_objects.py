@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from conftest import settings_of as resolved
 
 from runner.expand.library_kwargs import bnb_kwargs, lora_kwargs
 from runner.expand.model import model_kwargs
+from runner.expand.placement import Placement
 from runner.expand.training import run_sft_kwargs
-from runner.lint import check_recipe
 from runner.recipe.catalog import shipped_recipes
 
 SHIPPED = [p.stem for p in shipped_recipes()]
-
-
-def resolved(name: str, *overrides: str) -> dict:
-    result = check_recipe(name, overrides)
-    assert result.ok, [d.format() for d in result.diagnostics]
-    return result.resolved
+CPU, GPU = Placement(cpu=True), Placement(cpu=False)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -25,7 +21,7 @@ def test_shipped_recipe_builds_a_real_sftconfig_on_cpu(name, tmp_path):
 
     kwargs = run_sft_kwargs(
         resolved(name, f"output_dir={tmp_path}"),
-        use_cpu=True,
+        CPU,
         end_of_turn="</s>",
         assistant_only=False,
         has_eval=True,
@@ -41,20 +37,20 @@ def test_shipped_recipe_builds_real_lora_and_bnb_configs(name):
     from peft import LoraConfig
     from transformers import BitsAndBytesConfig
 
-    recipe = resolved(name)
-    lora, bnb = lora_kwargs(recipe), bnb_kwargs(recipe)
-    if recipe["method"] == "full":
+    settings = resolved(name)
+    lora, bnb = lora_kwargs(settings), bnb_kwargs(settings)
+    if settings.method == "full":
         assert lora is None and bnb is None
         return
-    assert LoraConfig(**lora).r == recipe["lora"]["r"]
-    if recipe["method"] == "qlora":
+    assert LoraConfig(**lora).r == settings.lora["r"]
+    if settings.method == "qlora":
         config = BitsAndBytesConfig(**bnb)
         assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_model_is_loaded_with_an_explicit_dtype_on_one_device(name):
-    kwargs = model_kwargs(resolved(name), "cuda:0")
+    kwargs = model_kwargs(resolved(name), GPU, "cuda:0")
     assert kwargs["dtype"] in ("bfloat16", "float16", "float32")
     assert kwargs["attn_implementation"] == "sdpa"
     # never "auto": a model that does not fit must fail, not spill onto the CPU
@@ -62,20 +58,22 @@ def test_model_is_loaded_with_an_explicit_dtype_on_one_device(name):
 
 
 def test_qlora_recipe_loads_with_4bit_quantization():
-    kwargs = model_kwargs(resolved("tinyllama-qlora-3070"), "cuda:0")
+    kwargs = model_kwargs(resolved("tinyllama-qlora-3070"), GPU, "cuda:0")
     assert kwargs["quantization_config"]["load_in_4bit"] is True
     assert kwargs["quantization_config"]["bnb_4bit_compute_dtype"] == "bfloat16"
 
 
 def test_deepspeed_full_finetune_leaves_placement_to_deepspeed():
-    recipe = resolved("llama32-1b-full-3090", "launch.strategy=deepspeed", "launch.num_processes=2")
-    assert "device_map" not in model_kwargs(recipe, "cuda:0")
+    settings = resolved(
+        "llama32-1b-full-3090", "launch.strategy=deepspeed", "launch.num_processes=2"
+    )
+    assert "device_map" not in model_kwargs(settings, GPU, "cuda:0")
 
 
 def test_cpu_run_switches_precision_off_and_counts_tokens():
     kwargs = run_sft_kwargs(
         resolved("llama32-1b-full-3090"),
-        use_cpu=True,
+        CPU,
         end_of_turn="<|eot_id|>",
         assistant_only=True,
         has_eval=True,
@@ -88,7 +86,7 @@ def test_cpu_run_switches_precision_off_and_counts_tokens():
 def test_report_to_none_becomes_an_empty_list():
     kwargs = run_sft_kwargs(
         resolved("demo-uppercase"),
-        use_cpu=True,
+        CPU,
         end_of_turn="</s>",
         assistant_only=False,
         has_eval=True,

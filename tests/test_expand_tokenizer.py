@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import settings_of
 
 from runner.expand.tokenizer import (
     build_byte_level_tokenizer,
@@ -28,10 +29,20 @@ def test_byte_level_tokenizer_round_trips_any_text_and_reloads_from_disk(tmp_pat
 
 
 def test_byte_level_is_chosen_by_the_recipe():
-    tokenizer = load_tokenizer(
-        {"model": {"tokenizer": "byte-level"}, "data": {"template": "plain"}}
-    )
-    assert tokenizer.pad_token == "<pad>" and end_of_turn_token(tokenizer, "plain") == "</s>"
+    settings = settings_of("demo-uppercase")
+    tokenizer = load_tokenizer(settings)
+    assert tokenizer.pad_token == "<pad>"
+    assert end_of_turn_token(tokenizer, settings.template) == "</s>"
+
+
+def test_chat_template_on_a_tokenizer_without_one_is_refused_before_any_model(tmp_path):
+    from runner.expand.tokenizer import TemplateError
+
+    build_byte_level_tokenizer().save_pretrained(tmp_path / "tok")
+    settings = settings_of("demo-uppercase", f"model.tokenizer={tmp_path / 'tok'}")
+    settings.resolved["data"]["template"] = "chat"
+    with pytest.raises(TemplateError, match="has no chat template"):
+        load_tokenizer(settings)
 
 
 def bare_tokenizer(specials: list[str], pad: str | None = None):
@@ -78,11 +89,11 @@ def test_the_recipe_can_name_its_pad_token():
 def test_real_tokenizers_get_the_expected_end_of_turn_and_pad(
     shared_fixtures, name, template, end_of_turn, pad
 ):
-    tokenizer = load_tokenizer(
-        {
-            "model": {"tokenizer": str(shared_fixtures / "tokenizers" / name)},
-            "data": {"template": template},
-        }
+    settings = settings_of(
+        "demo-uppercase",
+        f"model.tokenizer={shared_fixtures / 'tokenizers' / name}",
+        f"data.template={template}",
     )
-    assert end_of_turn_token(tokenizer, template) == end_of_turn
+    tokenizer = load_tokenizer(settings)
+    assert end_of_turn_token(tokenizer, settings.template) == end_of_turn
     assert tokenizer.pad_token == pad != end_of_turn

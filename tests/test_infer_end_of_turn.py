@@ -6,9 +6,11 @@ stop ids keep the continuation out of the output."""
 from __future__ import annotations
 
 import pytest
+from conftest import settings_of
 
 from runner.after.generate import Sampling, generate
 from runner.after.prompts import format_prompt, stop_token_ids
+from runner.data.templates import PromptFormat
 from runner.expand.tokenizer import load_tokenizer
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
@@ -17,11 +19,12 @@ ANSWER, AFTER = "Hello there", " world and more words after the end"
 
 
 def tokenizer_for(fixtures, name: str, template: str):
-    resolved = {
-        "model": {"tokenizer": str(fixtures / "tokenizers" / name), "id": "unused"},
-        "data": {"template": template},
-    }
-    return resolved, load_tokenizer(resolved)
+    settings = settings_of(
+        "demo-uppercase",
+        f"model.tokenizer={fixtures / 'tokenizers' / name}",
+        f"data.template={template}",
+    )
+    return PromptFormat.of(settings), load_tokenizer(settings)
 
 
 def taught_model(tokenizer, prompt: list[int], sequence: list[int]):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.lint import check_recipe
-from runner.lint.check import rule_diagnostics
+from runner.check import check_recipe
 from runner.lint.rules import Rule
-from runner.recipe.load import load_recipe
 
 WEIRD = ["text", 7, None, [1, "a"], {"x": {"y": 1}}]
 TOP = ["model", "method", "lora", "quantization", "data", "training", "hardware", "launch",
@@ -38,12 +36,16 @@ def test_wrong_types_give_diagnostics_with_hints_and_never_crash_a_rule(key: str
 
 
 def test_a_crashing_rule_becomes_a_warning_and_the_others_still_run(monkeypatch) -> None:
+    import runner.check
+    from runner.lint.rules import settings_rules
+
     def explode(ctx):
         raise ZeroDivisionError("boom")
 
     bad = Rule("always-crashes", "error", "never shown", "", explode)
-    monkeypatch.setattr("runner.lint.check.all_rules", lambda: [bad])
-    recipe = load_recipe(__import__("runner").RECIPES_DIR / "demo-uppercase.yaml")
-    (diagnostic,) = rule_diagnostics(recipe, recipe.data)
-    assert diagnostic.rule == "rule-crashed" and diagnostic.severity == "warning"
-    assert "always-crashes" in diagnostic.message
+    monkeypatch.setattr(runner.check, "settings_rules", lambda: [bad, *settings_rules()])
+    result = check_recipe("demo-uppercase", ["training.bf16=true", "training.fp16=true"])
+    crashed = [d for d in result.diagnostics if d.rule == "rule-crashed"]
+    assert len(crashed) == 1 and crashed[0].severity == "warning"
+    assert "always-crashes" in crashed[0].message
+    assert "fp16-and-bf16" in {d.rule for d in result.diagnostics}  # the others still ran

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.lint import check_recipe
+from runner.check import check_recipe
 
 RECIPE = """schema_version: 1
 name: rules
@@ -107,3 +107,50 @@ def test_lint_data_reads_the_real_alpaca_sample(tmp_path) -> None:
     path.write_text(path.read_text().replace("tatsu-lab/alpaca", "alpaca.json"))
     result = check_recipe(path, read_data=True)
     assert result.ok, [d.format() for d in result.diagnostics]
+
+
+def test_a_template_file_is_found_relative_to_the_recipe_not_the_working_directory(
+    tmp_path, monkeypatch
+) -> None:
+    folder = tmp_path / "project"
+    (folder / "prompts").mkdir(parents=True)
+    (folder / "prompts" / "mine.jinja").write_text(
+        "{% for m in messages %}{{ m.content }}{% endfor %}"
+    )
+    path = write(folder, "someone/model")
+    path.write_text(
+        path.read_text().replace(
+            "format: alpaca}]", "format: alpaca}]\n  template: prompts/mine.jinja"
+        )
+    )
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    result = check_recipe(path)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    assert result.resolved["data"]["template"] == str(folder / "prompts" / "mine.jinja")
+
+
+def test_a_template_file_outside_the_recipe_folder_is_a_warning(tmp_path) -> None:
+    (tmp_path / "elsewhere.jinja").write_text("{{ messages }}")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    path = write(folder, "someone/model")
+    path.write_text(
+        path.read_text().replace(
+            "format: alpaca}]", "format: alpaca}]\n  template: ../elsewhere.jinja"
+        )
+    )
+    result = check_recipe(path)
+    assert result.ok and "template-outside-recipe" in rules_of(result)
+
+
+@pytest.mark.fixtures
+def test_chat_template_with_a_local_tokenizer_that_has_none_is_an_error(tmp_path) -> None:
+    if not FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures is absent")
+    path = write(tmp_path, str(FIXTURES / "tokenizers" / "llama-2"))
+    result = check_recipe(path, ["data.template=chat"])
+    (diagnostic,) = [d for d in result.diagnostics if d.rule == "template-chat-missing"]
+    assert "llama-2 has no chat template" in diagnostic.message
+    assert check_recipe(path, ["data.template=alpaca"]).ok
+    chat = write(tmp_path, str(FIXTURES / "tokenizers" / "tinyllama-chat"))
+    assert "template-chat-missing" not in rules_of(check_recipe(chat, ["data.template=chat"]))

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from runner import RECIPES_DIR
+from runner.check import check_recipe
 from runner.cli import main
-from runner.lint import check_recipe
 
 SHIPPED = sorted(RECIPES_DIR.rglob("*.yaml"))
 HEAVY = ("torch", "transformers", "trl", "datasets", "peft", "accelerate")
@@ -72,9 +72,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 def test_import_runner_lint_imports_no_heavy_library() -> None:
     code = (
-        "import sys, runner.lint, runner.cli.lint_cmd, runner.cli.catalog_cmd, "
+        "import sys, runner.lint, runner.cli.lint_cmd, runner.cli.show_cmd, runner.cli.plan_cmd, runner.check, "
         "runner.expand.library_kwargs\n"
-        "from runner.lint import check_recipe\n"
+        "from runner.check import check_recipe\n"
         f"check_recipe({str(RECIPES_DIR / 'llama7b-qlora-3090.yaml')!r})\n"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import bare_recipe, settings_of
 
 from runner.plan.architecture import architecture_from_config
 from runner.plan.estimate import estimate_memory
-from runner.plan.setup import Setup, resolve_lora_targets, setup_from_recipe
+from runner.plan.setup import Setup, resolve_lora_targets, setup_from_settings
 from runner.plan.states import optimizer_bytes, quantized_bytes, weight_bytes
 from runner.recipe.models import KNOWN_CONFIGS
 
@@ -19,12 +20,13 @@ def test_llama32_1b_has_its_published_parameter_count():
     assert LLAMA7B.total_params() == 6_738_415_616
 
 
-def test_a_recipe_that_omits_them_gets_trl_defaults_checkpointing_and_bf16():
-    setup = setup_from_recipe({"method": "full", "model": {"id": "x"}, "training": {}})
+def test_a_recipe_that_omits_them_gets_trl_defaults_checkpointing_and_bf16(tmp_path):
+    path = bare_recipe(tmp_path / "bare.yaml")
+    setup = setup_from_settings(settings_of(path))
     assert setup.checkpointing is True
     assert setup.mixed_precision == "bf16" and setup.dtype == "bfloat16"
     assert (setup.batch, setup.seq, setup.optim) == (8, 1024, "adamw_torch_fused")
-    fp16 = setup_from_recipe({"training": {"fp16": True}})
+    fp16 = setup_from_settings(settings_of(path, "training.fp16=true"))
     assert fp16.mixed_precision == "fp16" and fp16.dtype == "float16"
 
 

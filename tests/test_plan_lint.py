@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.lint import check_recipe
+from runner.check import check_recipe
 from runner.recipe.catalog import find_recipe
 
 FULL = Path(find_recipe("llama32-1b-full-3090"))

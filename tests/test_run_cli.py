@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, tiny_recipe, write_recipe
+
+from runner.expand.placement import gpu_available
 
 
 def recipe_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -30,10 +33,34 @@ def test_dry_run_prints_the_exact_launch_command_and_starts_nothing(tmp_path, ti
     assert lines[0] == "# launch command"
     assert lines[1] == (
         "accelerate launch --quiet --cpu --num_processes 1 --num_machines 1 --mixed_precision no "
-        f"--dynamo_backend no --num_cpu_threads_per_process 2 -m runner.train {tmp_path / 'run'}"
+        f"--dynamo_backend no --num_cpu_threads_per_process 2 -m runner.train {tmp_path / 'run'} "
+        "--cpu"
     )
     assert "# resolved recipe" in lines and "name: tiny-full" in result.stdout
     assert not (tmp_path / "run").exists()
+
+
+def test_show_as_launch_prints_exactly_what_run_executes(tmp_path, tiny_model_dir):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_model_dir, max_steps=1))
+    shown = recipe_cli("show", str(path), "--as", "launch", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    result = recipe_cli("run", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    import shlex
+
+    assert shlex.split(shown.stdout.strip()) == record["command"]
+    assert f"$ {shown.stdout.strip()}" in result.stderr
+
+
+@pytest.mark.skipif(gpu_available(), reason="this machine has a GPU")
+def test_a_gpu_recipe_on_a_machine_without_one_stops_before_reading_data(tmp_path):
+    result = recipe_cli("run", "llama32-1b-full-3090", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "has no CUDA GPU" in result.stderr and "--cpu" in result.stderr
+    assert "Traceback" not in result.stderr
+    forced = recipe_cli("show", "llama32-1b-full-3090", "--as", "launch", "--cpu", cwd=tmp_path)
+    assert forced.returncode == 0 and "--mixed_precision no" in forced.stdout
 
 
 def test_lint_errors_stop_the_run_before_anything_loads(tmp_path, tiny_model_dir):
@@ -121,7 +148,9 @@ def test_a_model_that_cannot_be_found_fails_with_a_message_not_a_traceback(
     path = write_recipe(tmp_path / "r.yaml", recipe)
     result = recipe_cli("run", str(path), cwd=tmp_path)
     assert result.returncode == 1
-    assert "training failed: cannot load the model or tokenizer" in result.stderr
+    assert "training failed: cannot load the model no-such-org/no-such-model (model.id)" in (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "failed" and record["exit_code"] == 1

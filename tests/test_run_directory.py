@@ -6,7 +6,7 @@ import pytest
 
 from runner.run.directory import RunDirectory, RunDirError, prepare_run_dir
 from runner.run.metrics import loss_curves, plot_loss
-from runner.run.outcome import summary_line
+from runner.run.record import summary_line
 
 
 def test_an_empty_or_missing_output_dir_is_created(tmp_path):

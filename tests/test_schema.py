@@ -12,7 +12,7 @@ import pytest
 
 from runner import PROJECT_ROOT, RECIPES_DIR
 from runner.recipe.load import load_recipe
-from runner.recipe.resolve import SCHEMA_PATH
+from runner.recipe.schema import SCHEMA_PATH
 
 BROKEN = Path(__file__).parent / "broken"
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from runner.data.templates import (
+    PromptFormat,
     has_generation_markers,
     render_prompt,
     render_text_prompt,
     training_chat_template,
 )
+from runner.recipe.template import Template
 
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further "
@@ -34,16 +36,16 @@ def test_alpaca_prompt_without_input_is_the_stanford_wording_byte_for_byte():
 
 
 def test_plain_template_keeps_the_prompt_as_written():
-    resolved = {"data": {"template": "plain"}}
-    assert render_prompt(resolved, None, "Uppercase: abc\n") == "Uppercase: abc\n"
+    fmt = PromptFormat(Template("plain"))
+    assert render_prompt(fmt, None, "Uppercase: abc\n") == "Uppercase: abc\n"
 
 
 def test_chat_prompt_ends_with_the_assistant_header_and_includes_the_system_prompt(shared_fixtures):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(shared_fixtures / "tokenizers" / "llama-3.2-instruct")
-    resolved = {"data": {"template": "chat", "system_prompt": "Be brief."}}
-    text = render_prompt(resolved, tokenizer, "Hi")
+    fmt = PromptFormat(Template("chat"), system_prompt="Be brief.")
+    text = render_prompt(fmt, tokenizer, "Hi")
     assert "Be brief.<|eot_id|>" in text
     assert text.endswith(
         "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"

@@ -9,9 +9,10 @@ import json
 from typing import Any
 
 import pytest
+from conftest import settings_of
 
 from runner.data.prepare import trl_row
-from runner.data.templates import render_prompt, template_kind, training_chat_template
+from runner.data.templates import PromptFormat, render_prompt, training_chat_template
 from runner.data.tokens import trained_tokens
 from runner.expand.tokenizer import end_of_turn_token, load_tokenizer
 
@@ -25,13 +26,14 @@ MULTI_TURN = [
 ]
 
 
-def setup(fixtures, tokenizer_name: str, template: str) -> tuple[dict, Any, str]:
-    resolved = {
-        "model": {"tokenizer": str(fixtures / "tokenizers" / tokenizer_name), "id": "unused"},
-        "data": {"template": template},
-    }
-    tokenizer = load_tokenizer(resolved)
-    return resolved, tokenizer, end_of_turn_token(tokenizer, template_kind(template))
+def setup(fixtures, tokenizer_name: str, template: str) -> tuple[PromptFormat, Any, str]:
+    settings = settings_of(
+        "demo-uppercase",
+        f"model.tokenizer={fixtures / 'tokenizers' / tokenizer_name}",
+        f"data.template={template}",
+    )
+    tokenizer = load_tokenizer(settings)
+    return PromptFormat.of(settings), tokenizer, end_of_turn_token(tokenizer, settings.template)
 
 
 def sft_labels(tokenizer, rows: list[dict], end_of_turn: str, assistant_only: bool, tmp_path):
@@ -75,7 +77,7 @@ def test_alpaca_template_with_llama2_trains_the_response_and_eos_only(shared_fix
         {"instruction": r["instruction"], "input": r["input"], "response": r["output"]}
         for r in rows
     ]
-    trl_rows = [trl_row(e, resolved, tokenizer, eot, as_messages=False) for e in examples]
+    trl_rows = [trl_row(e, resolved, eot, as_messages=False) for e in examples]
     assert eot == "</s>" and tokenizer.pad_token == "<unk>"
     assert tokenizer.pad_token_id != tokenizer.convert_tokens_to_ids(eot)
     for example, (ids, labels) in zip(
@@ -93,7 +95,7 @@ def test_llama32_chat_template_trains_the_answer_and_eot(shared_fixtures, tmp_pa
     resolved, tokenizer, eot = setup(shared_fixtures, "llama-3.2-instruct", "chat")
     assert eot == "<|eot_id|>" and tokenizer.pad_token == "<|finetune_right_pad_id|>"
     example = {"instruction": "What is the capital of France?", "input": "", "response": "Paris."}
-    row = trl_row(example, resolved, tokenizer, eot, as_messages=False)
+    row = trl_row(example, resolved, eot, as_messages=False)
     [(ids, labels)] = sft_labels(tokenizer, [row], eot, False, tmp_path)
     prompt_ids = tokenizer(
         render_prompt(resolved, tokenizer, example["instruction"]), add_special_tokens=False
@@ -115,7 +117,7 @@ def test_multi_turn_messages_train_assistant_turns_only(
     shared_fixtures, tmp_path, tokenizer_name, expected
 ):
     resolved, tokenizer, eot = setup(shared_fixtures, tokenizer_name, "chat")
-    row = trl_row({"messages": MULTI_TURN}, resolved, tokenizer, eot, as_messages=True)
+    row = trl_row({"messages": MULTI_TURN}, resolved, eot, as_messages=True)
     [(ids, labels)] = sft_labels(tokenizer, [row], eot, True, tmp_path)
     assert trained_text(tokenizer, ids, labels).replace(" ", "") == expected.replace(" ", "")
     assert tokenizer.pad_token != eot
@@ -143,7 +145,7 @@ def test_preview_marks_exactly_the_tokens_sfttrainer_trains(
     as_messages = "messages" in example
     if as_messages:
         tokenizer.chat_template = training_chat_template(tokenizer)
-    row = trl_row(example, resolved, tokenizer, eot, as_messages=as_messages)
+    row = trl_row(example, resolved, eot, as_messages=as_messages)
     [(ids, labels)] = sft_labels(tokenizer, [row], eot, as_messages, tmp_path)
     preview_ids, mask = trained_tokens(tokenizer, row, eot)
     assert preview_ids == ids

@@ -40,46 +40,44 @@ def eval_data(target: Target, data: str | None, fmt: str | None) -> EvalData:
     format of the run's training data)."""
     from runner.data.formats import SHAPE
     from runner.data.prepare import load_examples, read_source
-    from runner.data.sources import DataError
+    from runner.recipe.schema import fill_defaults, load_schema
 
-    resolved = target.resolved
-    if resolved is None:
+    settings = target.settings
+    if settings is None:
         raise AfterError(
-            f"error: {target.path} is not a run directory; recipe eval takes the output_dir "
+            f"{target.path} is not a run directory; recipe eval takes the output_dir "
             "of a `recipe run`"
         )
-    try:
-        if data is None:
-            examples = load_examples(resolved)
-            if not examples.eval:
-                raise AfterError(
-                    f"error: the run {target.path} has no eval split (its recipe has no "
-                    "data.eval); give rows to evaluate on with --data SOURCE --format FORMAT"
-                )
-            return EvalData(examples.eval, examples.shape, "the run's eval split")
-        formats = {source["format"] for source in resolved["data"]["train"]}
-        if fmt is None and len(formats) != 1:
+    if data is None:
+        examples = load_examples(settings)
+        if not examples.eval:
             raise AfterError(
-                f"error: say how {data} is laid out with --format "
-                f"({', '.join(sorted(SHAPE))}); the run trained on several formats"
+                f"the run {target.path} has no eval split (its recipe has no "
+                "data.eval); give rows to evaluate on with --data SOURCE --format FORMAT"
             )
-        fmt = fmt or next(iter(formats))
-        path = Path(data).expanduser()
-        source = {"source": str(path.resolve()) if path.exists() else data, "format": fmt}
-        seed = int((resolved.get("training") or {}).get("seed", 42))
-        rows, bad, _ = read_source(source, seed, shuffle=False)
-    except DataError as exc:
-        raise AfterError(f"error: {exc}") from None
-    if not rows:
-        raise AfterError(f"error: {data}: no usable rows (first problem: {bad[0].format()})")
-    notes = [f"skipped {len(bad)} bad row(s); first: {bad[0].format()}"] if bad else []
-    shape = SHAPE[fmt]
-    if shape == "messages" and resolved["data"].get("template") in ("alpaca", "plain"):
+        return EvalData(examples.eval, examples.shape, "the run's eval split")
+    formats = {source["format"] for source in settings.data["train"]}
+    if fmt is None and len(formats) != 1:
         raise AfterError(
-            f"error: format {fmt} needs a chat template, but the run used the "
-            f"{resolved['data']['template']} template (evaluate instruction-shaped data)"
+            f"say how {data} is laid out with --format "
+            f"({', '.join(sorted(SHAPE))}); the run trained on several formats"
         )
-    return EvalData(rows, shape, f"{data} ({fmt})", skipped=len(bad), notes=notes)
+    fmt = fmt or next(iter(formats))
+    if not settings.template.renders(SHAPE[fmt]):
+        raise AfterError(
+            f"format {fmt} needs a chat template, but the run used the "
+            f"{settings.template.kind} template (evaluate instruction-shaped data)"
+        )
+    path = Path(data).expanduser()
+    source = fill_defaults(
+        {"source": str(path.resolve()) if path.exists() else data, "format": fmt},
+        load_schema()["$defs"]["data_source"],
+    )
+    rows, bad, _ = read_source(source, settings.seed, shuffle=False)
+    if not rows:
+        raise AfterError(f"{data}: no usable rows (first problem: {bad[0].format()})")
+    notes = [f"skipped {len(bad)} bad row(s); first: {bad[0].format()}"] if bad else []
+    return EvalData(rows, SHAPE[fmt], f"{data} ({fmt})", skipped=len(bad), notes=notes)
 
 
 def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
@@ -88,32 +86,29 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     from runner.data.prepare import to_trl_rows, uses_assistant_only_loss
-    from runner.data.templates import (
-        has_generation_markers,
-        template_kind,
-        training_chat_template,
-    )
+    from runner.data.templates import has_generation_markers, training_chat_template
+    from runner.expand.placement import Placement
     from runner.expand.tokenizer import end_of_turn_token
     from runner.expand.training import run_sft_kwargs
 
-    resolved = loaded.settings
+    settings = loaded.target.settings
     tokenizer = loaded.tokenizer
-    end_of_turn = end_of_turn_token(tokenizer, template_kind(resolved["data"].get("template")))
+    end_of_turn = end_of_turn_token(tokenizer, settings.template)
     assistant_only = uses_assistant_only_loss(data.shape)
     if assistant_only:
         tokenizer.chat_template = training_chat_template(tokenizer) or tokenizer.chat_template
         if not has_generation_markers(tokenizer.chat_template):
             raise AfterError(
-                "error: conversations are scored on assistant turns only, but this model's "
+                "conversations are scored on assistant turns only, but this model's "
                 "chat template has no {% generation %} markers to find them (evaluate "
                 "instruction-shaped data, e.g. --format alpaca or prompt_completion)"
             )
-    rows = to_trl_rows(data.examples, data.shape, resolved, tokenizer, end_of_turn)
+    rows = to_trl_rows(data.examples, data.shape, loaded.fmt, end_of_turn)
     device = next(loaded.model.parameters()).device
     with tempfile.TemporaryDirectory(prefix="recipe-eval-") as scratch:
         kwargs = run_sft_kwargs(
-            resolved,
-            use_cpu=device.type == "cpu",
+            settings,
+            Placement(cpu=device.type == "cpu"),
             end_of_turn=end_of_turn,
             assistant_only=assistant_only,
             has_eval=True,
@@ -176,7 +171,7 @@ def reference_generations(
             break
     if not chosen:
         return []
-    prompts = [format_prompt(loaded.settings, loaded.tokenizer, p, i) for p, i, _ in chosen]
+    prompts = [format_prompt(loaded.fmt, loaded.tokenizer, p, i) for p, i, _ in chosen]
     completions = generate(
         loaded.model,
         loaded.tokenizer,

@@ -2,7 +2,7 @@
 
 - full fine-tune: the model in `final/`, in the recipe's dtype;
 - LoRA/QLoRA: the base model (QLoRA in 4-bit unless `base_4bit=False`; a `model.config`
-  base from `final/base`, where training saved its exact random initial weights) with
+  base from the run's `base/`, where `recipe run` saved its random initial weights) with
   the adapter from `final/` on top;
 - a plain model directory or cached hub id: as saved, dtype "auto".
 
@@ -13,18 +13,21 @@ says how to provide it.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.after.prompts import prompt_settings, stop_token_ids
+from runner.after.prompts import prompt_format, stop_token_ids
 from runner.after.target import AfterError, Target, require_model
+from runner.data.templates import PromptFormat
+from runner.expand.placement import Placement, load_dtype, on_device
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-DEFAULT_4BIT = {
+# A plain adapter directory has no recipe to say how its base was quantized: NF4 with
+# double quantization, as the shipped QLoRA recipes train.
+PLAIN_ADAPTER_4BIT = {
     "load_in_4bit": True,
     "bnb_4bit_quant_type": "nf4",
     "bnb_4bit_use_double_quant": True,
@@ -33,48 +36,40 @@ DEFAULT_4BIT = {
 
 @dataclass
 class Loaded:
-    """A loaded target: model (a PeftModel for adapters), tokenizer, how prompts render
-    (`settings`), the ids generation stops at, and whether the base is 4-bit."""
+    """A loaded target: model (a PeftModel for adapters), tokenizer, how prompts are
+    written (`fmt`), the ids generation stops at, and whether the base is 4-bit."""
 
     target: Target
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    settings: dict[str, Any]
+    fmt: PromptFormat
     stop_ids: list[int]
     quantized: bool
 
 
 def wants_4bit(target: Target, base_4bit: bool | None) -> bool:
-    """Whether the adapter's base loads in 4-bit: as trained (QLoRA with a hub or local
-    base) unless `--base-4bit/--no-base-4bit` says otherwise."""
+    """Whether the adapter's base loads in 4-bit: as trained (QLoRA) unless
+    `--base-4bit/--no-base-4bit` says otherwise."""
     if not target.adapter:
         return False
-    if base_4bit is not None:
-        return base_4bit
-    trained_from_config = target.resolved is not None and "config" in target.resolved["model"]
-    return target.method == "qlora" and not trained_from_config
+    return base_4bit if base_4bit is not None else target.method == "qlora"
 
 
 def model_dtype(target: Target, use_cpu: bool) -> str:
-    """The dtype the model loads in: the recipe's (float16 -> float32 on CPU), else auto."""
-    if target.resolved is None:
+    """The dtype the model loads in: the run's (float16 -> float32 on CPU), else auto."""
+    if target.settings is None:
         return "auto"
-    from runner.expand.model import training_dtype
-
-    return training_dtype(target.resolved, use_cpu)
+    return load_dtype(target.settings, Placement(cpu=use_cpu))
 
 
 def quantization_kwargs(target: Target, dtype: str, use_cpu: bool) -> dict[str, Any]:
-    """BitsAndBytesConfig fields for a 4-bit base: the recipe's quantization block, else NF4."""
-    from runner.expand.library_kwargs import bnb_kwargs
-
-    fields = (bnb_kwargs(target.resolved) if target.resolved is not None else None) or {}
+    """BitsAndBytesConfig fields for a 4-bit base: the run's quantization block, else NF4."""
+    settings = target.settings
+    fields = dict(settings.quantization or {}) if settings is not None else {}
     if not fields.get("load_in_4bit") and not fields.get("load_in_8bit"):
-        fields = dict(DEFAULT_4BIT)
+        fields = dict(PLAIN_ADAPTER_4BIT)
     compute = fields.get("bnb_4bit_compute_dtype") or (dtype if dtype != "auto" else "bfloat16")
-    if use_cpu and compute == "float16":
-        compute = "float32"
-    fields["bnb_4bit_compute_dtype"] = compute
+    fields["bnb_4bit_compute_dtype"] = on_device(compute, Placement(cpu=use_cpu))
     return fields
 
 
@@ -92,9 +87,7 @@ def load_tokenizer(target: Target) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise AfterError(
-            f"error: cannot load the tokenizer from {source}: {_first_line(exc)}"
-        ) from None
+        raise AfterError(f"cannot load the tokenizer from {source}: {_first_line(exc)}") from None
 
 
 def load_base_model(
@@ -106,38 +99,29 @@ def load_base_model(
     quantize: bool,
     dtype: str | None = None,
 ) -> PreTrainedModel:
-    """The base model of a target: an adapter's base, or the model a full run started from."""
+    """The base model of a target: an adapter's base, or the model a full run started
+    from (for a model.config run, its saved initial weights)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from runner.expand.model import model_kwargs
+    from runner.run.directory import RunDirectory
 
     dtype = dtype or model_dtype(target, use_cpu)
-    resolved = target.resolved
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "device_map": {"": device}}
-    if target.adapter and Path(target.weights, "base").is_dir():
-        reference = str(Path(target.weights, "base"))  # a model.config base, saved by training
-    elif resolved is not None and "config" in resolved["model"]:
-        # A full run from model.config: its start was random weights, rebuilt from the seed.
-        from runner.expand.model import load_model
-
-        plain = copy.deepcopy(resolved)
-        plain["model"]["dtype"] = dtype
-        return load_model(plain, tokenizer, device, use_cpu)
-    elif resolved is not None:
-        reference = require_model(
-            str(resolved["model"]["id"]), target.revision, where=str(target.path)
-        )
-        kwargs = model_kwargs({**resolved, "quantization": None}, device, use_cpu)
-        kwargs["dtype"] = _torch_dtype(dtype)
-        kwargs["device_map"] = {"": device}
+    settings = target.settings
+    if settings is not None and settings.from_config:
+        reference = require_model(str(RunDirectory(target.path).base), where=str(target.path))
+    elif settings is not None:
+        reference = require_model(str(settings.model["id"]), target.revision, str(target.path))
+        kwargs["attn_implementation"] = settings.model["attn_implementation"]
+        kwargs["trust_remote_code"] = settings.model["trust_remote_code"]
+        if target.revision and not Path(reference).is_dir():
+            kwargs["revision"] = target.revision
     else:
         reference = require_model(str(target.base), where=str(target.path))
     if quantize:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             **quantization_kwargs(target, dtype, use_cpu)
         )
-    if Path(reference).is_dir():
-        kwargs.pop("revision", None)
     model = _from_pretrained(AutoModelForCausalLM, reference, kwargs)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
@@ -150,12 +134,11 @@ def load_target(
     """The trained model of a target with its tokenizer and stop ids, ready to generate."""
     from transformers import AutoModelForCausalLM
 
-    from runner.expand.model import process_device
+    from runner.expand.placement import gpu_available
 
     if device is None:
-        device, use_cpu = process_device()
-    else:
-        use_cpu = device == "cpu"
+        device = Placement(cpu=not gpu_available()).device()
+    use_cpu = device == "cpu"
     tokenizer = load_tokenizer(target)
     quantize = wants_4bit(target, base_4bit)
     if target.adapter:
@@ -166,17 +149,17 @@ def load_target(
             model = PeftModel.from_pretrained(base, target.weights)
         except (OSError, ValueError, RuntimeError) as exc:
             raise AfterError(
-                f"error: cannot apply the adapter in {target.weights}: {_first_line(exc)} "
+                f"cannot apply the adapter in {target.weights}: {_first_line(exc)} "
                 "(was it trained on this base model?)"
             ) from None
     else:
         kwargs = {"dtype": _torch_dtype(model_dtype(target, use_cpu)), "device_map": {"": device}}
         model = _from_pretrained(AutoModelForCausalLM, target.weights, kwargs)
     model.eval()
-    settings = prompt_settings(target.resolved, tokenizer)
+    fmt = prompt_format(target.settings, tokenizer)
     generation_config = getattr(model, "generation_config", None)
-    stops = stop_token_ids(settings, tokenizer, getattr(generation_config, "eos_token_id", None))
-    return Loaded(target, model, tokenizer, settings, stops, quantize)
+    stops = stop_token_ids(fmt, tokenizer, getattr(generation_config, "eos_token_id", None))
+    return Loaded(target, model, tokenizer, fmt, stops, quantize)
 
 
 def _torch_dtype(dtype: str) -> Any:
@@ -189,12 +172,10 @@ def _from_pretrained(cls: Any, reference: str, kwargs: dict[str, Any]) -> Any:
     try:
         return cls.from_pretrained(reference, local_files_only=True, **kwargs)
     except OSError as exc:
-        raise AfterError(f"error: cannot load the model {reference}: {_first_line(exc)}") from None
+        raise AfterError(f"cannot load the model {reference}: {_first_line(exc)}") from None
     except (ImportError, ValueError) as exc:
         hint = " (try --no-base-4bit)" if "quantization_config" in kwargs else ""
-        raise AfterError(
-            f"error: cannot load the model {reference}: {_first_line(exc)}{hint}"
-        ) from None
+        raise AfterError(f"cannot load the model {reference}: {_first_line(exc)}{hint}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -47,7 +47,7 @@ def merge_destination(target: Target, out: str | None) -> Path:
     dest = Path(out).expanduser() if out else target.path / "merged"
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise AfterError(
-            f"error: {dest} exists and is not empty; refusing to overwrite it "
+            f"{dest} exists and is not empty; refusing to overwrite it "
             "(remove it yourself, or choose another directory with --out DIR)"
         )
     return dest
@@ -57,7 +57,7 @@ def merge_dtype(target: Target, requested: str | None) -> str:
     """--dtype, else the recipe's model.dtype, else bfloat16."""
     if requested:
         return requested
-    dtype = (target.resolved or {}).get("model", {}).get("dtype")
+    dtype = target.settings.model_dtype if target.settings is not None else None
     return dtype if dtype in MERGE_DTYPES else "bfloat16"
 
 
@@ -66,14 +66,14 @@ def merge_adapter(target: Target, dest: Path, dtype: str) -> Merged:
     from peft import PeftModel
 
     from runner.after.load import load_base_model, load_tokenizer
-    from runner.after.prompts import prompt_settings, stop_token_ids
+    from runner.after.prompts import prompt_format, stop_token_ids
 
     tokenizer = load_tokenizer(target)
     base = load_base_model(target, tokenizer, "cpu", use_cpu=False, quantize=False, dtype=dtype)
     base_eos = base.generation_config.eos_token_id
     model = PeftModel.from_pretrained(base, target.weights)
     merged = model.merge_and_unload()
-    stops = stop_token_ids(prompt_settings(target.resolved, tokenizer), tokenizer, base_eos)
+    stops = stop_token_ids(prompt_format(target.settings, tokenizer), tokenizer, base_eos)
     merged.generation_config.eos_token_id = stops
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
     from_qlora = target.method == "qlora"

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.after.target import AfterError
-from runner.data.templates import prompt_token_ids, render_prompt, template_kind
+from runner.data.templates import PromptFormat, prompt_token_ids, render_prompt
+from runner.expand.tokenizer import end_of_turn_ids
+from runner.recipe.settings import Settings
+from runner.recipe.template import Template
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -23,45 +26,42 @@ Prompt = str | list[dict[str, Any]]  # a user prompt, or a conversation ending i
 PROMPT_KEYS = ("prompt", "instruction", "messages")
 
 
-def prompt_settings(
-    resolved: dict[str, Any] | None, tokenizer: PreTrainedTokenizerBase
-) -> dict[str, Any]:
-    """The recipe (or, for a plain model, a stand-in) that decides how prompts render."""
-    if resolved is not None:
-        return resolved
-    return {"data": {"template": "chat" if tokenizer.chat_template else "plain"}}
+def prompt_format(settings: Settings | None, tokenizer: PreTrainedTokenizerBase) -> PromptFormat:
+    """How a target's prompts are written: its run's template and system prompt, or for a
+    plain model its own chat template (the prompt as written when it has none)."""
+    if settings is not None:
+        return PromptFormat.of(settings)
+    return PromptFormat(Template("chat" if tokenizer.chat_template else "plain"))
 
 
-def has_chat_template(resolved: dict[str, Any] | None, tokenizer: PreTrainedTokenizerBase) -> bool:
+def has_chat_template(settings: Settings | None, tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether prompts go through a chat template (so multi-turn chat makes sense)."""
-    kind = template_kind(prompt_settings(resolved, tokenizer)["data"].get("template", "chat"))
-    return kind not in ("alpaca", "plain") and bool(tokenizer.chat_template)
+    template = prompt_format(settings, tokenizer).template
+    return template.uses_chat_template and bool(tokenizer.chat_template)
 
 
 def format_prompt(
-    settings: dict[str, Any],
+    fmt: PromptFormat,
     tokenizer: PreTrainedTokenizerBase,
     prompt: Prompt,
     input_text: str = "",
 ) -> list[int]:
     """Token ids of a prompt rendered as training rendered it, ready for generation."""
     try:
-        text = render_prompt(settings, tokenizer, prompt, input_text)
+        text = render_prompt(fmt, tokenizer, prompt, input_text)
     except ValueError as exc:
-        raise AfterError(f"error: {exc}") from None
-    return prompt_token_ids(settings, tokenizer, text)
+        raise AfterError(f"{exc}") from None
+    return prompt_token_ids(fmt, tokenizer, text)
 
 
 def stop_token_ids(
-    settings: dict[str, Any],
+    fmt: PromptFormat,
     tokenizer: PreTrainedTokenizerBase,
     generation_eos: int | list[int] | None = None,
 ) -> list[int]:
     """Ids generation stops at: the end-of-turn token, the eos token, then the model's
     generation_config eos ids (Llama 3 lists several)."""
-    from runner.run.artifacts import end_of_turn_ids
-
-    ids = end_of_turn_ids(tokenizer, settings)
+    ids = end_of_turn_ids(tokenizer, fmt.template)
     extra = [generation_eos] if isinstance(generation_eos, int) else list(generation_eos or [])
     return ids + [i for i in extra if i not in ids]
 
@@ -100,7 +100,7 @@ def prompt_row(row: Any, where: str) -> PromptRow:
 def read_prompts(path: Path) -> list[PromptRow]:
     """The prompts of a .jsonl file (one JSON object per line; blank lines skipped)."""
     if not path.is_file():
-        raise AfterError(f"error: {path}: no such file (give a .jsonl file of prompts)")
+        raise AfterError(f"{path}: no such file (give a .jsonl file of prompts)")
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -114,5 +114,5 @@ def read_prompts(path: Path) -> list[PromptRow]:
             ) from None
         rows.append(prompt_row(value, where))
     if not rows:
-        raise AfterError(f"error: {path}: no prompts in the file")
+        raise AfterError(f"{path}: no prompts in the file")
     return rows

@@ -13,13 +13,14 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from runner.errors import UserError
+from runner.recipe.settings import Settings
 from runner.run.directory import RunDirectory
 
 
-class AfterError(Exception):
-    """A problem the user can fix; the message says what is wrong and what to do."""
+class AfterError(UserError):
+    """A trained run or model that cannot be used as asked; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -31,34 +32,32 @@ class Target:
     """
 
     path: Path
-    resolved: dict[str, Any] | None  # the run's resolved recipe; None for a plain model
+    settings: Settings | None  # the run's effective settings; None for a plain model
     weights: str
     adapter: bool
     base: str | None
 
     @property
     def is_run(self) -> bool:
-        return self.resolved is not None
+        return self.settings is not None
 
     @property
     def method(self) -> str:
         """full, lora or qlora for a run; `model` or `adapter` for a plain directory."""
-        if self.resolved is not None:
-            return str(self.resolved.get("method", "full"))
+        if self.settings is not None:
+            return self.settings.method
         return "adapter" if self.adapter else "model"
 
     @property
     def revision(self) -> str | None:
-        if self.resolved is None:
-            return None
-        return self.resolved["model"].get("revision")
+        return None if self.settings is None else self.settings.model.get("revision")
 
 
 def missing_model_message(model_id: str, where: str = "") -> str:
     """The one-paragraph message for a base model that is not on this machine."""
     place = f" (needed by {where})" if where else ""
     return (
-        f"error: the model {model_id!r}{place} is not on this machine: it is not a local "
+        f"the model {model_id!r}{place} is not on this machine: it is not a local "
         "directory and not in the Hugging Face cache, and recipe never downloads during "
         "inference. Download it once on a machine with network access with "
         f"`huggingface-cli download {model_id}` (and copy ~/.cache/huggingface over if "
@@ -84,14 +83,14 @@ def require_model(reference: str, revision: str | None = None, where: str = "") 
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise AfterError(
-                f"error: {path} has no config.json, so it is not a saved model (give the "
+                f"{path} has no config.json, so it is not a saved model (give the "
                 "directory that `save_pretrained` wrote, or a run directory)"
             )
         return str(path)
     if _looks_like_path(reference):
         place = f" (needed by {where})" if where else ""
         raise AfterError(
-            f"error: the model directory {reference}{place} does not exist on this machine; "
+            f"the model directory {reference}{place} does not exist on this machine; "
             "if the model was moved, point model.id at it with `--set model.id=PATH`"
         )
     if not is_cached(reference, revision):
@@ -110,49 +109,56 @@ def find_target(reference: str) -> Target:
         base = config.get("base_model_name_or_path")
         if not base:
             raise AfterError(
-                f"error: {path}/adapter_config.json names no base model "
+                f"{path}/adapter_config.json names no base model "
                 "(base_model_name_or_path); load it from its run directory instead"
             )
-        return Target(path=path, resolved=None, weights=str(path), adapter=True, base=str(base))
+        return Target(path=path, settings=None, weights=str(path), adapter=True, base=str(base))
     if path.is_dir() and not (path / "config.json").is_file():
         raise AfterError(
-            f"error: {path} is neither a run directory (no run.json or recipe.resolved.yaml) "
+            f"{path} is neither a run directory (no run.json or recipe.resolved.yaml) "
             "nor a saved model (no config.json); give the recipe's output_dir or a model "
             "directory"
         )
     if not path.exists() and (_looks_like_path(reference) or not is_cached(reference)):
         raise AfterError(
-            f"error: {reference}: no such run or model directory here, and no hub model of "
+            f"{reference}: no such run or model directory here, and no hub model of "
             "that id in the local Hugging Face cache. Give a run directory (the recipe's "
             "output_dir, e.g. outputs/NAME) or a saved model directory; for a hub model, "
             f"download it once with `huggingface-cli download {reference}` on a machine "
             "with network access"
         )
     weights = require_model(reference)
-    return Target(path=Path(weights), resolved=None, weights=weights, adapter=False, base=None)
+    return Target(path=Path(weights), settings=None, weights=weights, adapter=False, base=None)
 
 
 def _run_target(run: RunDirectory) -> Target:
     if not run.resolved.is_file():
         raise AfterError(
-            f"error: {run.path} has no {run.resolved.name}; it was not written by "
+            f"{run.path} has no {run.resolved.name}; it was not written by "
             "`recipe run` (give a run directory or a model directory)"
         )
-    resolved = run.read_resolved()
+    settings = Settings(run.read_resolved())
     final = run.final
     if not final.is_dir() or not any(final.iterdir()):
         status = run.read_run().get("status", "unknown") if run.run_json.is_file() else "unknown"
         raise AfterError(
-            f"error: {run.path} has no trained model in {final.name}/ (run status: {status}); "
+            f"{run.path} has no trained model in {final.name}/ (run status: {status}); "
             "the run did not finish. Continue it with `recipe run RECIPE --resume`, or "
             "start it again"
         )
     adapter = (final / "adapter_config.json").is_file()
-    base = None
-    if adapter:
-        saved_base = final / "base"
-        base = str(saved_base) if saved_base.is_dir() else str(resolved["model"].get("id"))
-    return Target(path=run.path, resolved=resolved, weights=str(final), adapter=adapter, base=base)
+    return Target(
+        path=run.path,
+        settings=settings,
+        weights=str(final),
+        adapter=adapter,
+        base=_base_of(run, settings) if adapter else None,
+    )
+
+
+def _base_of(run: RunDirectory, settings: Settings) -> str:
+    """What an adapter applies to: a model.config run's saved initial weights, else model.id."""
+    return str(run.base) if settings.from_config else str(settings.model["id"])
 
 
 def with_overrides(target: Target, overrides: tuple[str, ...]) -> Target:
@@ -160,13 +166,13 @@ def with_overrides(target: Target, overrides: tuple[str, ...]) -> Target:
     `--set model.id=PATH` when the base model lives elsewhere on this machine)."""
     if not overrides:
         return target
-    if target.resolved is None:
+    if target.settings is None:
         raise AfterError(
-            f"error: --set applies to a run's recipe; {target.path} is a model directory, not a run"
+            f"--set applies to a run's recipe; {target.path} is a model directory, not a run"
         )
     from runner.recipe.overrides import parse_override, set_path
 
-    resolved = copy.deepcopy(target.resolved)
+    resolved = copy.deepcopy(target.settings.resolved)
     for argument in overrides:
         try:
             key, value = parse_override(argument)
@@ -174,16 +180,14 @@ def with_overrides(target: Target, overrides: tuple[str, ...]) -> Target:
                 value = str(Path(str(value)).expanduser().resolve())
             set_path(resolved, key, value)
         except (ValueError, KeyError) as exc:
-            raise AfterError(f"error: --set {argument}: {exc}") from None
-    base = target.base
-    if target.adapter and not (Path(target.weights) / "base").is_dir():
-        base = str(resolved["model"].get("id"))
+            raise AfterError(f"--set {argument}: {exc}") from None
+    settings = Settings(resolved)
     return Target(
         path=target.path,
-        resolved=resolved,
+        settings=settings,
         weights=target.weights,
         adapter=target.adapter,
-        base=base,
+        base=_base_of(RunDirectory(target.path), settings) if target.adapter else None,
     )
 
 

@@ -1,7 +1,9 @@
 """The `recipe` command line: a click group whose commands load lazily.
 
 Each command lives in its own module under `runner.cli` and is imported only when it
-runs, so `recipe lint` never pays for importing torch or TRL.
+runs, so `recipe lint` never pays for importing torch or TRL. This is also the edge
+where a `UserError` (runner.errors) becomes `error: ...` on stderr and exit code 1;
+commands raise it and never print-and-exit themselves.
 """
 
 from __future__ import annotations
@@ -11,20 +13,22 @@ import importlib.util
 
 import click
 
+from runner.errors import UserError
+
 # command name -> "module:attribute" under runner.cli
 COMMANDS: dict[str, str] = {
     "lint": "runner.cli.lint_cmd:lint",
-    "list": "runner.cli.catalog_cmd:list_recipes",
-    "show": "runner.cli.catalog_cmd:show",
-    "new": "runner.cli.catalog_cmd:new",
-    "explain": "runner.cli.catalog_cmd:explain",
+    "list": "runner.cli.list_cmd:list_recipes",
+    "show": "runner.cli.show_cmd:show",
+    "new": "runner.cli.new_cmd:new",
+    "explain": "runner.cli.explain_cmd:explain",
     "plan": "runner.cli.plan_cmd:plan",
-    "preview": "runner.cli.run_cmd:preview",
+    "preview": "runner.cli.preview_cmd:preview",
     "run": "runner.cli.run_cmd:run",
-    "infer": "runner.cli.after_cmd:infer",
-    "chat": "runner.cli.after_cmd:chat",
-    "merge": "runner.cli.after_cmd:merge",
-    "eval": "runner.cli.after_cmd:eval_",
+    "infer": "runner.cli.infer_cmd:infer",
+    "chat": "runner.cli.chat_cmd:chat",
+    "merge": "runner.cli.merge_cmd:merge",
+    "eval": "runner.cli.eval_cmd:eval_",
 }
 
 HELP = {
@@ -61,6 +65,15 @@ class LazyGroup(click.Group):
                 return None  # command not built yet
             raise
         return getattr(module, attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a UserError is printed (no traceback) and exits 1."""
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            for line in exc.report():
+                click.echo(line, err=True)
+            ctx.exit(1)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing help must not import every command module (and with them torch).

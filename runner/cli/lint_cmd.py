@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from runner.cli.options import SET_OPTION, echo_diagnostics
 from runner.recipe.diagnostics import Diagnostic
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
@@ -45,37 +46,9 @@ def expand_paths(arguments: Iterable[str]) -> list[str]:
     return out
 
 
-def echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
-    """Print diagnostics to stderr, one per line."""
-    for diagnostic in diagnostics:
-        click.echo(diagnostic.format(), err=True)
-
-
-def checked_recipe(recipe: str, overrides: Iterable[str] = ()):  # -> LintResult
-    """Lint RECIPE (path or shipped name) for a command that needs a valid recipe.
-
-    Prints every diagnostic to stderr and exits 1 when there are errors; returns the
-    LintResult (with `.resolved`) otherwise.
-    """
-    from runner.lint import check_recipe
-
-    result = check_recipe(recipe, tuple(overrides))
-    echo_diagnostics(result.diagnostics)
-    if not result.ok:
-        click.echo(f"{recipe}: {len(result.errors)} error(s); fix them and try again", err=True)
-        sys.exit(1)
-    return result
-
-
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a recipe value before checking (repeatable), e.g. training.learning_rate=1e-4.",
-)
+@SET_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -96,7 +69,7 @@ def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str, read_data
     Exit 0 when clean (warnings allowed), 1 when any recipe has an error, 2 on usage
     errors.
     """
-    from runner.lint import check_recipe
+    from runner.check import check_recipe
 
     files = expand_paths(paths)
     report = []

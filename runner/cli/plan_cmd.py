@@ -12,7 +12,11 @@ from typing import Any
 
 import click
 
-from runner.recipe.hardware import CARDS, Card
+from runner.cli.options import SET_OPTION, echo_diagnostics
+from runner.plan.throughput import EpochTime
+from runner.plan.verdict import Plan
+from runner.recipe.hardware import CARDS, Card, card_for
+from runner.recipe.settings import Settings
 
 GIB = 1024**3
 OWN_RULES = ("hardware-fit", "hardware-fit-headroom")
@@ -22,33 +26,18 @@ def _gib(n: int) -> str:
     return f"{n / GIB:6.2f} GiB"
 
 
-def _card(resolved: dict[str, Any], gpu: str | None, memory_gib: float | None) -> Card | None:
-    from runner.recipe.hardware import card_for
-
+def requested_card(gpu: str | None, memory_gib: float | None) -> Card | None:
+    """The card of `--gpu NAME` or `--memory-gib N` (None: the recipe's own hardware)."""
     if gpu:
         return CARDS[gpu]
     if memory_gib:
-        hardware = dict(resolved.get("hardware") or {})
-        hardware.pop("gpu", None)
-        hardware["memory_gib"] = memory_gib
-        return card_for(hardware)
-    return card_for(resolved.get("hardware"))
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(message, err=True)
-    sys.exit(code)
+        return card_for({"memory_gib": memory_gib})
+    return None
 
 
 @click.command()
 @click.argument("recipe")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a recipe value (repeatable), e.g. training.max_length=512.",
-)
+@SET_OPTION
 @click.option("--gpu", type=click.Choice(sorted(CARDS)), help="Plan for this card instead.")
 @click.option(
     "--memory-gib",
@@ -70,41 +59,31 @@ def plan(
     fmt: str,
 ) -> None:
     """Estimate peak GPU memory of RECIPE, term by term, against its card."""
-    from runner.lint import check_recipe
-    from runner.plan import PlanError, make_plan
+    from runner.check import check_recipe
+    from runner.plan.verdict import plan_epoch
 
     if gpu and memory_gib:
-        _fail("error: give --gpu or --memory-gib, not both", 2)
-    result = check_recipe(recipe, overrides)
-    shown = [d for d in result.diagnostics if d.rule not in OWN_RULES]
-    for diagnostic in shown:
-        click.echo(diagnostic.format(), err=True)
-    if result.data is None or any(d.severity != "warning" for d in shown):
+        raise click.UsageError("give --gpu or --memory-gib, not both")
+    checked = check_recipe(recipe, overrides, card=requested_card(gpu, memory_gib))
+    shown = [d for d in checked.diagnostics if d.rule not in OWN_RULES]
+    echo_diagnostics(shown)
+    if checked.settings is None or any(d.severity != "warning" for d in shown):
         sys.exit(1)
-    resolved = result.resolved
-    if resolved is None:  # only the hardware-fit rules failed: the plan says why
-        from runner.recipe.resolve import resolve_recipe
-
-        resolved = resolve_recipe(result.data, result.recipe.directory)
-    card = _card(resolved, gpu, memory_gib)
-    try:
-        the_plan = make_plan(resolved, result.recipe.directory, card, tokens)
-    except PlanError as exc:
-        diagnostic = result.recipe.diagnostic("plan-model", exc.keypath, str(exc), exc.hint)
-        _fail(diagnostic.format())
+    the_plan = checked.require_plan()  # the same plan the hardware-fit rules judged
+    epoch = plan_epoch(the_plan, tokens) if tokens else None
     if fmt == "json":
-        click.echo(json.dumps(plan_json(resolved, the_plan), indent=2))
+        click.echo(json.dumps(plan_json(checked.settings, the_plan, epoch), indent=2))
     else:
-        click.echo(plan_text(resolved, the_plan))
+        click.echo(plan_text(checked.settings, the_plan, epoch))
     sys.exit(1 if the_plan.verdict == "does not fit" else 0)
 
 
-def plan_json(resolved: dict[str, Any], plan: Any) -> dict[str, Any]:
+def plan_json(settings: Settings, plan: Plan, epoch: EpochTime | None) -> dict[str, Any]:
     """The plan as plain data (bytes are exact integers)."""
     est = plan.estimate
     return {
-        "recipe": resolved.get("name"),
-        "model": (resolved.get("model") or {}).get("id") or "model.config",
+        "recipe": settings.name,
+        "model": settings.model.get("id") or "model.config",
         "method": plan.setup.method,
         "total_params": est.total_params,
         "trainable_params": est.trainable_params,
@@ -130,23 +109,23 @@ def plan_json(resolved: dict[str, Any], plan: Any) -> dict[str, Any]:
             for c in plan.changes
         ],
         "epoch": None
-        if plan.epoch is None
+        if epoch is None
         else {
-            "tokens_per_gpu": plan.epoch.tokens,
-            "flops_per_token": plan.epoch.flops_per_token,
-            "card_bf16_tflops": plan.epoch.tflops,
-            "assumed_utilisation": plan.epoch.utilisation,
-            "seconds": plan.epoch.seconds,
+            "tokens_per_gpu": epoch.tokens,
+            "flops_per_token": epoch.flops_per_token,
+            "card_bf16_tflops": epoch.tflops,
+            "assumed_utilisation": epoch.utilisation,
+            "seconds": epoch.seconds,
         },
     }
 
 
-def plan_text(resolved: dict[str, Any], plan: Any) -> str:
+def plan_text(settings: Settings, plan: Plan, epoch: EpochTime | None) -> str:
     """The plan as a table a person reads."""
     s, est = plan.setup, plan.estimate
-    model = (resolved.get("model") or {}).get("id") or "model.config"
+    model = settings.model.get("id") or "model.config"
     lines = [
-        f"{resolved.get('name')}: {model}, {s.method}, "
+        f"{settings.name}: {model}, {s.method}, "
         f"{est.total_params / 1e9:.2f}B parameters, {est.trainable_params / 1e6:,.1f}M trained",
         f"  micro-batch {s.batch} x {s.seq} tokens (accumulation {s.grad_accum}), {s.optim}, "
         f"checkpointing {'on' if s.checkpointing else 'off'}, {s.attn}, {s.dtype}",
@@ -176,8 +155,8 @@ def plan_text(resolved: dict[str, Any], plan: Any) -> str:
             mark = "fits" if c.estimate.total <= limit else "not enough"
             lines.append(f"    {c.estimate.total / GIB:6.2f} GiB ({mark})  {c.description}")
             lines.append(f"        {c.set_args()}")
-    if plan.epoch is not None:
-        e = plan.epoch
+    if epoch is not None:
+        e = epoch
         lines.append(
             f"  time per epoch: {e.seconds / 3600:.1f} h for {e.tokens:,} tokens per GPU at "
             f"{e.flops_per_token / 1e9:.1f} GFLOP/token, {e.tflops:g} TFLOPS bf16, assumed "

@@ -21,16 +21,15 @@ from typing import TYPE_CHECKING, Any
 from runner.data.formats import SHAPE, missing_columns, normalize_row
 from runner.data.sources import DataError, display_source, fingerprint, load_source
 from runner.data.templates import (
-    TEXT_TEMPLATES,
+    PromptFormat,
     chat_messages,
     render_text_prompt,
-    template_kind,
     with_system_prompt,
 )
+from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedTokenizerBase
 
 MAX_LISTED = 10
 
@@ -62,7 +61,8 @@ class BadRowsError(DataError):
 
     def __init__(self, bad_rows: list[BadRow]):
         self.bad_rows = bad_rows
-        lines = [bad.format() for bad in bad_rows[:MAX_LISTED]]
+        lines = ["bad data rows, nothing was trained:"]
+        lines += [bad.format() for bad in bad_rows[:MAX_LISTED]]
         if len(bad_rows) > MAX_LISTED:
             lines.append(f"... and {len(bad_rows) - MAX_LISTED} more bad rows")
         lines.append(
@@ -121,15 +121,15 @@ def read_source(
     return examples, bad, record
 
 
-def load_examples(resolved: dict[str, Any]) -> Examples:
-    """Read, check, mix and split a resolved recipe's data (no tokenizer, no model).
+def load_examples(settings: Settings) -> Examples:
+    """Read, check, mix and split a recipe's data (no tokenizer, no model).
 
     Raises BadRowsError under `bad_rows: error` when any row is bad, and DataError for
     a source that cannot be read or lacks a column.
     """
-    data = resolved["data"]
-    seed = int((resolved.get("training") or {}).get("seed", 42))
-    shuffle = bool(data.get("shuffle", True))
+    data = settings.data
+    seed = settings.seed
+    shuffle = bool(data["shuffle"])
     train, bad, prints = [], [], []
     for source in data["train"]:
         examples, source_bad, record = read_source(source, seed, shuffle)
@@ -143,7 +143,7 @@ def load_examples(resolved: dict[str, Any]) -> Examples:
             eval_rows += examples
             bad += source_bad
             prints.append({"role": "eval", **record})
-    if bad and data.get("bad_rows", "error") == "error":
+    if bad and data["bad_rows"] == "error":
         raise BadRowsError(bad)
     if shuffle and len(data["train"]) > 1:
         random.Random(seed).shuffle(train)
@@ -166,48 +166,35 @@ def load_examples(resolved: dict[str, Any]) -> Examples:
     return Examples(
         train=train,
         eval=eval_rows,
-        shape=_shape(shapes, template_kind(data.get("template", "chat"))),
+        shape=_shape(shapes),
         bad_rows=bad,
         skipped=len(bad),
         fingerprints=prints,
     )
 
 
-def _shape(shapes: set[str], kind: str) -> str:
-    if shapes == {"text"} or len(shapes) == 1:
-        shape = next(iter(shapes))
-    elif "text" in shapes:
+def _shape(shapes: set[str]) -> str:
+    if len(shapes) == 1:
+        return next(iter(shapes))
+    if "text" in shapes:
         raise DataError(
             "format text cannot be mixed with other formats in one recipe "
             "(text trains every token; put it in its own recipe or convert it)"
         )
-    else:
-        shape = "mixed"
-    if kind in TEXT_TEMPLATES and shape in ("messages", "mixed"):
-        raise DataError(
-            f"format messages needs a chat template, but data.template is {kind} "
-            "(set `data.template: chat`, or use an instruction format)"
-        )
-    return shape
+    return "mixed"
 
 
 def trl_row(
-    example: dict[str, Any],
-    resolved: dict[str, Any],
-    tokenizer: PreTrainedTokenizerBase,
-    end_of_turn: str,
-    as_messages: bool,
+    example: dict[str, Any], fmt: PromptFormat, end_of_turn: str, as_messages: bool
 ) -> dict[str, Any]:
     """One canonical example as a TRL training row (see the module docstring)."""
-    data = resolved["data"]
-    kind = template_kind(data.get("template", "chat"))
-    system = data.get("system_prompt")
+    system = fmt.system_prompt
     if "text" in example:
         return {"text": example["text"]}
     if "messages" in example:
         return {"messages": with_system_prompt(example["messages"], system)}
-    if kind in TEXT_TEMPLATES:
-        prompt = render_text_prompt(kind, example["instruction"], example["input"])
+    if fmt.template.is_text:
+        prompt = render_text_prompt(fmt.template.kind, example["instruction"], example["input"])
         return {"prompt": prompt, "completion": example["response"] + end_of_turn}
     prompt = chat_messages(example["instruction"], example["input"], system)
     answer = [{"role": "assistant", "content": example["response"]}]
@@ -217,20 +204,53 @@ def trl_row(
 
 
 def to_trl_rows(
-    examples: list[dict[str, Any]],
-    shape: str,
-    resolved: dict[str, Any],
-    tokenizer: PreTrainedTokenizerBase,
-    end_of_turn: str,
+    examples: list[dict[str, Any]], shape: str, fmt: PromptFormat, end_of_turn: str
 ) -> Dataset:
     """Render canonical examples into a Dataset of TRL rows."""
     from datasets import Dataset
 
     as_messages = shape in ("messages", "mixed")
-    rows = [trl_row(e, resolved, tokenizer, end_of_turn, as_messages) for e in examples]
+    rows = [trl_row(e, fmt, end_of_turn, as_messages) for e in examples]
     return Dataset.from_list(rows)
 
 
 def uses_assistant_only_loss(shape: str) -> bool:
     """Multi-turn conversations train assistant turns only."""
     return shape in ("messages", "mixed")
+
+
+@dataclass
+class TrainingData:
+    """A recipe's checked examples rendered for SFTTrainer, with what the loss needs."""
+
+    examples: Examples
+    train: Dataset
+    eval: Dataset | None
+    end_of_turn: str
+    assistant_only: bool  # multi-turn: assistant turns only (else completion only)
+
+
+def training_data(settings: Settings, tokenizer: Any) -> TrainingData:
+    """Read and check the data, and render it through the recipe's template.
+
+    Multi-turn data switches the tokenizer to a chat template with generation markers
+    (rendering identically), so only assistant turns are trained.
+    """
+    from runner.data.templates import use_training_chat_template
+    from runner.expand.tokenizer import end_of_turn_token
+
+    examples = load_examples(settings)
+    end_of_turn = end_of_turn_token(tokenizer, settings.template)
+    assistant_only = uses_assistant_only_loss(examples.shape)
+    if assistant_only:
+        use_training_chat_template(tokenizer)
+    fmt = PromptFormat.of(settings)
+    return TrainingData(
+        examples=examples,
+        train=to_trl_rows(examples.train, examples.shape, fmt, end_of_turn),
+        eval=to_trl_rows(examples.eval, examples.shape, fmt, end_of_turn)
+        if examples.eval
+        else None,
+        end_of_turn=end_of_turn,
+        assistant_only=assistant_only,
+    )

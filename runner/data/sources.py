@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import UserError
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
@@ -18,7 +20,7 @@ SAVED_MARKERS = ("state.json", "dataset_dict.json")  # written by save_to_disk
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A data problem a user can fix; the message says where, what, and how."""
 
 
@@ -40,7 +42,7 @@ def load_source(source: dict[str, Any]) -> Dataset:
 
     ref = str(source["source"])
     name = display_source(source)
-    split = source.get("split", "train")
+    split = source["split"]
     path = Path(ref)
     try:
         if path.suffix in BUILDERS and not path.is_dir():
@@ -83,7 +85,7 @@ def fingerprint(source: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
     record: dict[str, Any] = {
         "source": str(source["source"]),
         "format": source.get("format"),
-        "split": source.get("split", "train"),
+        "split": source["split"],
         "rows_available": len(dataset),
         "fingerprint": getattr(dataset, "_fingerprint", None),
     }

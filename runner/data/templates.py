@@ -1,14 +1,13 @@
 """Prompt templates: how a row becomes the prompt the model sees and the text it learns.
 
 `render_prompt` is the single definition of a prompt. Training data preparation uses it,
-and so must inference on a trained run (issue 5): the same recipe + tokenizer + user input
+and so does inference on a trained run: the same `PromptFormat` + tokenizer + user input
 gives the same prompt text, up to where the response starts.
 
-Templates (the recipe's `data.template`):
-- `chat`: the model's own chat template (tokenizer.chat_template);
-- `alpaca`: the canonical Stanford Alpaca prompt (templates/alpaca.json);
-- `plain`: the prompt text exactly as written (templates/plain.json);
-- a `.jinja` file in templates/ or a path: used as the chat template.
+Which template a recipe uses is decided once (runner.recipe.template): `chat` (the
+model's own chat template), `alpaca` (the canonical Stanford Alpaca prompt,
+templates/alpaca.json), `plain` (the prompt as written, templates/plain.json), or a
+Jinja chat template file, which `load_tokenizer` attaches to the tokenizer.
 """
 
 from __future__ import annotations
@@ -16,15 +15,16 @@ from __future__ import annotations
 import functools
 import json
 import re
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner import TEMPLATES_DIR
+from runner.recipe.settings import Settings
+from runner.recipe.template import Template
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-TEXT_TEMPLATES = ("alpaca", "plain")
 # Training chat templates shipped in templates/, chosen by a marker of the model's template.
 TRAINING_TEMPLATES = (
     ("Cutting Knowledge Date", "<|start_header_id|>", "llama3-training.jinja"),
@@ -33,21 +33,16 @@ TRAINING_TEMPLATES = (
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
-def template_kind(template: str) -> str:
-    """`chat`, `alpaca`, `plain` or `jinja` (a chat template file)."""
-    if template in TEXT_TEMPLATES or template == "chat":
-        return template
-    return "jinja"
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts are written: the template and the recipe's system prompt."""
 
+    template: Template
+    system_prompt: str | None = None
 
-def template_path(template: str) -> Path:
-    """The file of a template named in a recipe: a file in templates/, or a path."""
-    shipped = TEMPLATES_DIR / template
-    return shipped if shipped.is_file() else Path(template).expanduser()
-
-
-def template_text(template: str) -> str:
-    return template_path(template).read_text(encoding="utf-8")
+    @classmethod
+    def of(cls, settings: Settings) -> PromptFormat:
+        return cls(settings.template, settings.data.get("system_prompt"))
 
 
 @functools.cache
@@ -83,7 +78,7 @@ def with_system_prompt(
 
 
 def render_prompt(
-    resolved: dict[str, Any],
+    fmt: PromptFormat,
     tokenizer: PreTrainedTokenizerBase,
     prompt: str | list[dict[str, Any]],
     input_text: str = "",
@@ -94,30 +89,29 @@ def render_prompt(
     prompt as written (plain), or the chat template with the generation prompt added (and
     the recipe's system prompt, if any). Tokenize it with `prompt_token_ids`.
     """
-    data = resolved["data"]
-    kind = template_kind(data.get("template", "chat"))
-    if kind in TEXT_TEMPLATES:
+    if fmt.template.is_text:
         if not isinstance(prompt, str):
-            raise ValueError(f"the {kind} template takes a text prompt, not a conversation")
-        return render_text_prompt(kind, prompt, input_text)
+            raise ValueError(
+                f"the {fmt.template.kind} template takes a text prompt, not a conversation"
+            )
+        return render_text_prompt(fmt.template.kind, prompt, input_text)
     messages = (
-        chat_messages(prompt, input_text, data.get("system_prompt"))
+        chat_messages(prompt, input_text, fmt.system_prompt)
         if isinstance(prompt, str)
-        else with_system_prompt(prompt, data.get("system_prompt"))
+        else with_system_prompt(prompt, fmt.system_prompt)
     )
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def prompt_token_ids(
-    resolved: dict[str, Any], tokenizer: PreTrainedTokenizerBase, prompt_text: str
+    fmt: PromptFormat, tokenizer: PreTrainedTokenizerBase, prompt_text: str
 ) -> list[int]:
     """Token ids of a rendered prompt, tokenized the way TRL tokenizes it in training.
 
     Text templates go through the tokenizer with its special tokens (BOS), as TRL does
     for prompt-completion text; a chat template already writes its own BOS into the text.
     """
-    kind = template_kind(resolved["data"].get("template", "chat"))
-    return tokenizer(prompt_text, add_special_tokens=kind in TEXT_TEMPLATES)["input_ids"]
+    return tokenizer(prompt_text, add_special_tokens=fmt.template.is_text)["input_ids"]
 
 
 def has_generation_markers(chat_template: str | None) -> bool:
@@ -148,12 +142,12 @@ def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
 
 def use_training_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     """Give the tokenizer a chat template with generation markers (renders identically),
-    so multi-turn data trains assistant turns only; DataError when none is known."""
-    from runner.data.sources import DataError
+    so multi-turn data trains assistant turns only; TemplateError when none is known."""
+    from runner.expand.tokenizer import TemplateError
 
     training = training_chat_template(tokenizer)
     if training is None:
-        raise DataError(
+        raise TemplateError(
             "multi-turn `messages` data trains assistant turns only, which needs a chat "
             "template with {% generation %} markers; the model's template has none and no "
             "training variant is known (write one and set `data.template: path/to/it.jinja`)"

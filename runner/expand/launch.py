@@ -1,8 +1,10 @@
-"""The `accelerate launch` command line of a resolved recipe.
+"""The `accelerate launch` command line of a recipe.
 
-`launch_argv` is pure: the same recipe, run directory and machine give the same argv, so
-tests assert it exactly and `recipe run --dry-run` prints it. Arguments the user puts
-after `--` on `recipe run` are passed to accelerate last, so they win.
+`launch_argv` is pure: the same settings and placement give the same argv, so tests
+assert it exactly. `launch_command` decides the placement on this machine first; it is
+what `recipe run` executes and what `recipe show --as launch` and `recipe run --dry-run`
+print. Arguments the user puts after `--` on `recipe run` are passed to accelerate last,
+so they win.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
+
+from runner.expand.placement import Placement, choose_placement, gpu_available, mixed_precision
+from runner.recipe.settings import Settings
 
 TRAIN_MODULE = "runner.train"
 FSDP_WRAP = {
@@ -21,62 +25,62 @@ FSDP_WRAP = {
 }
 
 
-def mixed_precision(resolved: dict[str, Any], use_cpu: bool) -> str:
-    """accelerate's --mixed_precision from training.bf16/fp16 ("no" on CPU)."""
-    training = resolved.get("training") or {}
-    if use_cpu:
-        return "no"
-    if training.get("bf16"):
-        return "bf16"
-    if training.get("fp16"):
-        return "fp16"
-    return "no"
-
-
 def launch_argv(
-    resolved: dict[str, Any],
-    run_dir: str | Path,
+    settings: Settings,
+    placement: Placement,
     *,
-    use_cpu: bool,
     extra: Sequence[str] = (),
+    resume: bool = False,
 ) -> list[str]:
-    """`accelerate launch ... -m runner.train RUN_DIR` for a resolved recipe.
+    """`accelerate launch ... -m runner.train RUN_DIR` for a recipe on a placement.
 
     single: one process; ddp: --multi_gpu; deepspeed: ZeRO settings from launch.deepspeed
     (or its config file); fsdp: FSDP settings from launch.fsdp. Several machines add
-    --machine_rank/--main_process_ip/--main_process_port. `use_cpu` adds --cpu.
+    --machine_rank/--main_process_ip/--main_process_port. The CPU adds --cpu (and
+    `--cpu` for the training process, which never decides again).
     """
-    launch = resolved.get("launch") or {}
-    strategy = launch.get("strategy", "single")
+    launch = settings.launch
     # --quiet: a failed training process reports its own error; no launcher traceback on top
     argv = ["accelerate", "launch", "--quiet"]
-    if use_cpu:
+    if placement.cpu:
         argv.append("--cpu")
     argv += [
         "--num_processes",
-        str(launch.get("num_processes", 1)),
+        str(settings.num_processes),
         "--num_machines",
-        str(launch.get("num_machines", 1)),
+        str(settings.num_machines),
         "--mixed_precision",
-        mixed_precision(resolved, use_cpu),
+        mixed_precision(settings, placement),
         "--dynamo_backend",
         "no",
     ]
-    if launch.get("num_machines", 1) > 1:
+    if settings.num_machines > 1:
         argv += ["--machine_rank", str(launch.get("machine_rank", 0))]
         if "main_process_ip" in launch:
             argv += ["--main_process_ip", str(launch["main_process_ip"])]
         if "main_process_port" in launch:
             argv += ["--main_process_port", str(launch["main_process_port"])]
-    if strategy == "ddp":
+    if settings.strategy == "ddp":
         argv.append("--multi_gpu")
-    elif strategy == "deepspeed":
-        argv += _deepspeed_args(launch.get("deepspeed") or {})
-    elif strategy == "fsdp":
-        argv += _fsdp_args(launch.get("fsdp") or {})
+    elif settings.strategy == "deepspeed":
+        argv += _deepspeed_args(launch["deepspeed"])
+    elif settings.strategy == "fsdp":
+        argv += _fsdp_args(launch["fsdp"])
     argv += list(extra)
-    argv += ["-m", TRAIN_MODULE, str(run_dir)]
+    argv += ["-m", TRAIN_MODULE, str(settings.output_dir)]
+    if placement.cpu:
+        argv.append("--cpu")
+    if resume:
+        argv.append("--resume")
     return argv
+
+
+def launch_command(
+    settings: Settings, *, force_cpu: bool = False, extra: Sequence[str] = (), resume: bool = False
+) -> list[str]:
+    """The argv `recipe run` executes on this machine (placement decided here, once)."""
+    placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=force_cpu)
+    return launch_argv(settings, placement, extra=extra, resume=resume)
 
 
 def _deepspeed_args(ds: dict[str, Any]) -> list[str]:
@@ -85,11 +89,11 @@ def _deepspeed_args(ds: dict[str, Any]) -> list[str]:
         return [*argv, "--deepspeed_config_file", str(ds["config_file"])]
     argv += [
         "--zero_stage",
-        str(ds.get("zero_stage", 2)),
+        str(ds["zero_stage"]),
         "--offload_optimizer_device",
-        str(ds.get("offload_optimizer_device", "none")),
+        str(ds["offload_optimizer_device"]),
         "--offload_param_device",
-        str(ds.get("offload_param_device", "none")),
+        str(ds["offload_param_device"]),
     ]
     if "zero3_init_flag" in ds:
         argv += ["--zero3_init_flag", str(bool(ds["zero3_init_flag"])).lower()]
@@ -100,15 +104,15 @@ def _fsdp_args(fsdp: dict[str, Any]) -> list[str]:
     return [
         "--use_fsdp",
         "--fsdp_version",
-        str(fsdp.get("version", 2)),
+        str(fsdp["version"]),
         "--fsdp_reshard_after_forward",
-        str(bool(fsdp.get("reshard_after_forward", True))).lower(),
+        str(bool(fsdp["reshard_after_forward"])).lower(),
         "--fsdp_offload_params",
-        str(bool(fsdp.get("cpu_offload", False))).lower(),
+        str(bool(fsdp["cpu_offload"])).lower(),
         "--fsdp_auto_wrap_policy",
-        FSDP_WRAP[fsdp.get("auto_wrap_policy", "transformer_based_wrap")],
+        FSDP_WRAP[fsdp["auto_wrap_policy"]],
         "--fsdp_state_dict_type",
-        str(fsdp.get("state_dict_type", "SHARDED_STATE_DICT")),
+        str(fsdp["state_dict_type"]),
     ]
 
 

@@ -1,4 +1,4 @@
-"""How the model of a resolved recipe is loaded: keyword arguments, then the model.
+"""How the model of a recipe is loaded: keyword arguments, then the model.
 
 `model_kwargs` is pure (tested without loading anything): an explicit dtype always (TRL
 would otherwise load float32), the attention kernel, the bitsandbytes quantization, and
@@ -6,50 +6,62 @@ a device map that puts the whole model on this process's device. A model that do
 fit fails with an out-of-memory error instead of being offloaded to the CPU behind the
 user's back; `device_map` is left out under DeepSpeed and FSDP, which place weights
 themselves.
+
+A `model.config` model has no checkpoint to load: `build_config_model` makes its random
+weights once (seeded by training.seed) and `recipe run` saves them into the run
+directory (`base/`), from where `load_model` loads them like any local model - so
+quantization, dtype and placement take the same `from_pretrained` path.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import UserError
 from runner.expand.library_kwargs import bnb_kwargs
+from runner.expand.placement import Placement, load_dtype, on_device
+from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-def training_dtype(resolved: dict[str, Any], use_cpu: bool) -> str:
-    """model.dtype, except float16 on CPU (not supported for training there) -> float32."""
-    dtype = resolved["model"].get("dtype", "float32")
-    return "float32" if use_cpu and dtype == "float16" else dtype
+class ModelNotFoundError(UserError):
+    """The model (or tokenizer) a recipe names cannot be loaded on this machine."""
 
 
-def model_kwargs(resolved: dict[str, Any], device: str, use_cpu: bool = False) -> dict[str, Any]:
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def model_kwargs(settings: Settings, placement: Placement, device: str) -> dict[str, Any]:
     """Keyword arguments for `AutoModelForCausalLM.from_pretrained` (quantization as a dict;
     `load_model` turns it into a BitsAndBytesConfig)."""
-    model = resolved["model"]
+    model = settings.model
     kwargs: dict[str, Any] = {
-        "dtype": training_dtype(resolved, use_cpu),
-        "attn_implementation": model.get("attn_implementation", "sdpa"),
-        "trust_remote_code": bool(model.get("trust_remote_code", False)),
+        "dtype": load_dtype(settings, placement),
+        "attn_implementation": model["attn_implementation"],
+        "trust_remote_code": model["trust_remote_code"],
     }
     if model.get("revision"):
         kwargs["revision"] = model["revision"]
-    quantization = bnb_kwargs(resolved)
+    quantization = bnb_kwargs(settings)
     if quantization:
-        if use_cpu and quantization.get("bnb_4bit_compute_dtype") == "float16":
-            quantization["bnb_4bit_compute_dtype"] = "float32"
+        if quantization.get("bnb_4bit_compute_dtype"):
+            compute = on_device(quantization["bnb_4bit_compute_dtype"], placement)
+            quantization["bnb_4bit_compute_dtype"] = compute
         kwargs["quantization_config"] = quantization
-    strategy = (resolved.get("launch") or {}).get("strategy", "single")
-    if quantization or strategy not in ("deepspeed", "fsdp"):
+    if quantization or settings.strategy not in ("deepspeed", "fsdp"):
         kwargs["device_map"] = {"": device}
     return kwargs
 
 
-def config_kwargs(resolved: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+def config_kwargs(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """The transformers config of a `model.config` model, completed from the tokenizer
     (vocab size and special token ids) where the recipe leaves them out."""
-    config = dict(resolved["model"]["config"])
+    config = dict(settings.model["config"])
     config.setdefault("vocab_size", len(tokenizer))
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         token_id = getattr(tokenizer, key)
@@ -58,52 +70,75 @@ def config_kwargs(resolved: dict[str, Any], tokenizer: PreTrainedTokenizerBase) 
     return config
 
 
-def load_model(
-    resolved: dict[str, Any],
-    tokenizer: PreTrainedTokenizerBase,
-    device: str,
-    use_cpu: bool = False,
-) -> PreTrainedModel:
-    """The model to train: from the hub/a local directory, or built from `model.config`
-    with random weights (seeded by training.seed). Embeddings grow to the tokenizer's
-    size when a pad token was added."""
+def build_config_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """A `model.config` model with random weights, seeded by training.seed (on the CPU,
+    in model.dtype)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, set_seed
+    from transformers import AutoConfig, AutoModelForCausalLM, set_seed
 
-    kwargs = model_kwargs(resolved, device, use_cpu)
-    model_block = resolved["model"]
-    if "config" in model_block:
-        set_seed(int((resolved.get("training") or {}).get("seed", 42)))
-        fields = config_kwargs(resolved, tokenizer)
-        config = AutoConfig.for_model(**fields)
-        model = AutoModelForCausalLM.from_config(
-            config,
-            dtype=getattr(torch, kwargs["dtype"]),
-            attn_implementation=kwargs["attn_implementation"],
-        )
-        model.to(device)
-    else:
-        if "quantization_config" in kwargs:
-            kwargs["quantization_config"] = BitsAndBytesConfig(**kwargs["quantization_config"])
-        model = AutoModelForCausalLM.from_pretrained(model_block["id"], **kwargs)
-    if use_cpu and "quantization_config" in kwargs:
-        # bitsandbytes repacks 4-bit weights for a CPU inference kernel the first time a
-        # layer runs in eval mode, and that kernel has no backward: training after an
-        # evaluation would get zero gradients. Keep the trainable layout on CPU.
-        for module in model.modules():
-            if hasattr(module, "support_avx512bf16_for_cpu"):
-                module.support_avx512bf16_for_cpu = False
+    set_seed(settings.seed)
+    config = AutoConfig.for_model(**config_kwargs(settings, tokenizer))
+    return AutoModelForCausalLM.from_config(
+        config,
+        dtype=getattr(torch, settings.model_dtype),
+        attn_implementation=settings.model["attn_implementation"],
+    )
+
+
+def save_config_model(settings: Settings, path: Path) -> None:
+    """Build a `model.config` recipe's random initial weights and save them (with the
+    tokenizer) to `path`, written whole or not at all: a model directory any later step
+    loads with `from_pretrained` (training, `recipe infer --compare`, eval, merge)."""
+    import os
+    import shutil
+
+    from runner.expand.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(settings)
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    build_config_model(settings, tokenizer).save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    os.replace(partial, path)
+
+
+def load_model(
+    settings: Settings,
+    placement: Placement,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    local_rank: int = 0,
+    base_dir: Path | None = None,
+) -> PreTrainedModel:
+    """The model to train: model.id from the hub or a local directory, or for a
+    `model.config` recipe its random weights saved in `base_dir`. Embeddings grow to the
+    tokenizer's size when a pad token was added."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs = model_kwargs(settings, placement, placement.device(local_rank))
+    if "quantization_config" in kwargs:
+        kwargs["quantization_config"] = BitsAndBytesConfig(**kwargs["quantization_config"])
+    source = str(base_dir) if settings.from_config and base_dir else settings.model["id"]
+    if settings.from_config:
+        kwargs.pop("revision", None)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot load the model {source} (model.id): {first_line(exc)}; offline, it "
+            "must be a local model directory or in the Hugging Face cache"
+        ) from None
+    if placement.cpu and "quantization_config" in kwargs:
+        keep_trainable_4bit_layout(model)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return model
 
 
-def process_device() -> tuple[str, bool]:
-    """(this process's device, whether it is the CPU): cuda:<local rank>, else cpu."""
-    import os
-
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}", False
-    return "cpu", True
+def keep_trainable_4bit_layout(model: PreTrainedModel) -> None:
+    """bitsandbytes repacks 4-bit weights for a CPU inference kernel the first time a
+    layer runs in eval mode, and that kernel has no backward: training after an
+    evaluation would get zero gradients. Keep the trainable layout on CPU."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False

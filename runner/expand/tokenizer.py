@@ -8,12 +8,16 @@ see the same tokens.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runner.errors import UserError
+from runner.recipe.resolve import BYTE_LEVEL
+from runner.recipe.settings import Settings
+from runner.recipe.template import Template
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-BYTE_LEVEL = "byte-level"
 BYTE_PAD, BYTE_BOS, BYTE_EOS = "<pad>", "<s>", "</s>"
 
 # End-of-turn markers of known chat formats, most specific first.
@@ -23,7 +27,7 @@ RESERVED_PADS = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]")
 NEW_PAD = "<pad>"
 
 
-def build_byte_level_tokenizer() -> PreTrainedTokenizerFast:  # noqa: F821
+def build_byte_level_tokenizer() -> PreTrainedTokenizerFast:
     """The runner's byte-level tokenizer: <pad>, <s>, </s>, then one token per byte.
 
     Built with the `tokenizers` library (a BPE model with no merges over the 256-symbol
@@ -49,7 +53,11 @@ def build_byte_level_tokenizer() -> PreTrainedTokenizerFast:  # noqa: F821
     )
 
 
-def end_of_turn_token(tokenizer: PreTrainedTokenizerBase, template: str) -> str:
+class TemplateError(UserError):
+    """The recipe's template cannot be used with its tokenizer."""
+
+
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase, template: Template) -> str:
     """The token that ends every trained response, and that generation stops at.
 
     With the model's chat template it is the chat format's end-of-turn marker
@@ -57,7 +65,7 @@ def end_of_turn_token(tokenizer: PreTrainedTokenizerBase, template: str) -> str:
     template (alpaca, plain) it is the tokenizer's end-of-sequence token.
     """
     vocab = tokenizer.get_vocab()
-    if template != "alpaca" and template != "plain":
+    if template.uses_chat_template:
         chat_template = tokenizer.chat_template or ""
         for token in CHAT_END_OF_TURN:
             if token in vocab and token in chat_template:
@@ -95,32 +103,56 @@ def choose_pad_token(
     return NEW_PAD, True
 
 
-def load_tokenizer(resolved: dict[str, Any]) -> PreTrainedTokenizerBase:
-    """The tokenizer of a resolved recipe, with its pad token set by `choose_pad_token`.
+def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase, template: Template) -> list[int]:
+    """Token ids generation stops at: the end-of-turn token, and the eos token."""
+    ids: list[int] = []
+    for token in (end_of_turn_token(tokenizer, template), tokenizer.eos_token):
+        token_id = tokenizer.convert_tokens_to_ids(token) if token else None
+        if token_id is not None and token_id not in ids:
+            ids.append(token_id)
+    return ids
+
+
+def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
+    """The tokenizer of a recipe, with its chat template and pad token settled.
 
     `model.tokenizer` wins over the model's own (`byte-level` builds the runner's byte
-    tokenizer); a chat template given as a file (`data.template: *.jinja`) is attached.
-    A pad token missing from the vocabulary is added; the caller resizes the model's
-    embeddings to `len(tokenizer)`.
+    tokenizer); a Jinja template file (`data.template: *.jinja`) becomes its chat
+    template. `template: chat` with a tokenizer that has none is a TemplateError here,
+    before any model loads. A pad token missing from the vocabulary is added; the
+    caller resizes the model's embeddings to `len(tokenizer)`.
     """
     from transformers import AutoTokenizer
 
-    from runner.data.templates import template_kind, template_text
-
-    model = resolved["model"]
+    model = settings.model
     source = model.get("tokenizer") or model.get("id")
     if source == BYTE_LEVEL:
         tokenizer = build_byte_level_tokenizer()
     else:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source,
-            revision=model.get("revision") if source == model.get("id") else None,
-            trust_remote_code=model.get("trust_remote_code", False),
+        from runner.expand.model import ModelNotFoundError, first_line
+
+        key = "model.tokenizer" if model.get("tokenizer") else "model.id"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                source,
+                revision=model.get("revision") if source == model.get("id") else None,
+                trust_remote_code=model["trust_remote_code"],
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(
+                f"cannot load the tokenizer {source} ({key}): {first_line(exc)}; offline, it "
+                "must be a local directory or in the Hugging Face cache"
+            ) from None
+    template = settings.template
+    if template.path is not None:
+        tokenizer.chat_template = template.path.read_text(encoding="utf-8")
+    elif template.kind == "chat" and not tokenizer.chat_template:
+        raise TemplateError(
+            f"data.template is chat, but the tokenizer {source} has no chat template; use "
+            "`template: alpaca` or `template: plain` (text prompts), or a .jinja chat "
+            "template file relative to the recipe"
         )
-    template = resolved["data"].get("template", "chat")
-    if template_kind(template) == "jinja":
-        tokenizer.chat_template = template_text(template)
-    end_of_turn = end_of_turn_token(tokenizer, template_kind(template))
+    end_of_turn = end_of_turn_token(tokenizer, template)
     pad, is_new = choose_pad_token(tokenizer, end_of_turn, model.get("pad_token"))
     if is_new:
         tokenizer.add_special_tokens({"pad_token": pad})

@@ -17,24 +17,26 @@ from __future__ import annotations
 from typing import Any
 
 from runner.expand.library_kwargs import sft_kwargs
+from runner.expand.placement import Placement
+from runner.recipe.settings import Settings
 
 
 def run_sft_kwargs(
-    resolved: dict[str, Any],
+    settings: Settings,
+    placement: Placement,
     *,
-    use_cpu: bool,
     end_of_turn: str,
     assistant_only: bool,
     has_eval: bool,
 ) -> dict[str, Any]:
     """Keyword arguments for `trl.SFTConfig` for this run on this machine."""
-    kwargs = sft_kwargs(resolved)
+    kwargs = sft_kwargs(settings)
     kwargs["eos_token"] = end_of_turn
     if assistant_only:
         kwargs["assistant_only_loss"] = True
     else:
         kwargs.setdefault("completion_only_loss", None)  # TRL: True for prompt-completion rows
-    if use_cpu:
+    if placement.cpu:
         kwargs["use_cpu"] = True
         kwargs["bf16"] = False
         kwargs["fp16"] = False

@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from runner.data.formats import FIELDS, missing_columns, normalize_row
+from runner.lint.rules.base import RuleContext
+from runner.lint.rules.data import data_sources
 from runner.recipe.diagnostics import ERROR, WARNING, Diagnostic
-from runner.recipe.load import Recipe
 from runner.recipe.resolve import looks_local
 
 FIRST_ROWS = 20
@@ -66,29 +67,19 @@ def _json_lines(lines: Iterable[str], limit: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _sources(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
-    block = data.get("data") if isinstance(data.get("data"), dict) else {}
-    for split in ("train", "eval"):
-        items = block.get(split)
-        for index, item in enumerate(items if isinstance(items, list) else []):
-            if isinstance(item, dict):
-                yield ("data", split, index), item
-
-
-def check_rows(recipe: Recipe, data: dict[str, Any], limit: int = FIRST_ROWS) -> list[Diagnostic]:
+def check_rows(ctx: RuleContext, limit: int = FIRST_ROWS) -> list[Diagnostic]:
     """Diagnostics for the first rows of every local data file of a schema-valid recipe."""
+    recipe = ctx.recipe
     out: list[Diagnostic] = []
-    skip_bad = (data.get("data") or {}).get("bad_rows") == "skip"
-    for key, source in _sources(data):
-        reference, fmt = source.get("source"), source.get("format")
-        if not isinstance(reference, str) or fmt not in FIELDS:
-            continue
+    skip_bad = ctx.s.data["bad_rows"] == "skip"
+    for key, source in data_sources(ctx.block("data")):
+        reference, fmt = source["source"], source["format"]
         if not looks_local(reference, recipe.directory):
             continue
         path = recipe.directory / Path(reference).expanduser()
         if not path.is_file() or path.suffix not in (".jsonl", ".json", ".csv"):
             continue
-        columns = source.get("columns") if isinstance(source.get("columns"), dict) else None
+        columns = source.get("columns")
         try:
             rows = read_rows(path, limit)
         except (Unreadable, OSError, UnicodeDecodeError) as exc:

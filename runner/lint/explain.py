@@ -5,48 +5,18 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from typing import Any
 
 from runner.lint.rules.renamed_keys import KEY_FIXES
 from runner.lint.spelling import closest
-from runner.recipe.resolve import load_schema
+from runner.recipe.schema import load_schema, walk_keys
 
 WIDTH = 88
 
 
 def key_index() -> dict[str, dict[str, Any]]:
     """Every documented key of the schema by dotted name (list items without index)."""
-    schema = load_schema()
-    return dict(_walk(schema, schema, ""))
-
-
-def _deref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target[part]
-        merged = dict(target)
-        merged.update({k: v for k, v in node.items() if k != "$ref"})
-        return merged
-    return node
-
-
-def _walk(node: dict[str, Any], root: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
-    node = _deref(node, root)
-    for name, child in node.get("properties", {}).items():
-        key = f"{prefix}{name}"
-        child = _deref(child, root)
-        yield key, child
-        yield from _walk(child, root, key + ".")
-        if isinstance(child.get("items"), dict):
-            yield from _walk(child["items"], root, key + ".")
-        for alternative in child.get("oneOf", []):
-            if isinstance(alternative, dict):
-                yield from _walk(alternative, root, key + ".")
-                if isinstance(alternative.get("items"), dict):
-                    yield from _walk(alternative["items"], root, key + ".")
+    return dict(walk_keys(load_schema()))
 
 
 def _type_words(node: dict[str, Any]) -> str:

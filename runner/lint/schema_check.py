@@ -13,9 +13,9 @@ from typing import Any
 
 from runner.lint.rules.renamed_keys import KEY_FIXES
 from runner.lint.spelling import closest
-from runner.recipe.diagnostics import Diagnostic
-from runner.recipe.load import Recipe, dotted
-from runner.recipe.resolve import load_schema
+from runner.recipe.diagnostics import Diagnostic, dotted
+from runner.recipe.load import Recipe
+from runner.recipe.schema import block_schema, load_schema, properties
 
 TYPE_WORDS = {
     "string": "text",
@@ -105,89 +105,98 @@ def _where(path: tuple) -> str:
 
 
 def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
+    """One jsonschema error as the diagnostics a user can act on."""
     path = tuple(error.absolute_path)
-    kind = error.validator
-    key = _where(path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    if path and path[-1] == "rows" and kind in ("oneOf", "type", "minimum", "pattern"):
+    if path and path[-1] == "rows" and error.validator in ("oneOf", "type", "minimum", "pattern"):
         return [
             recipe.diagnostic(
                 "bad-value",
                 path,
-                f"{key} must be a count of at least 1 or a slice 'start:stop', "
+                f"{_where(path)} must be a count of at least 1 or a slice 'start:stop', "
                 f"not {error.instance!r}",
                 "e.g. `rows: 1000` (the first 1000) or `rows: '100:600'`",
             )
         ]
-    if kind == "additionalProperties":
-        return _unknown_keys(recipe, path, error.instance, schema)
-    if kind == "required":
-        match = re.match(r"'(.+?)' is a required property", error.message)
-        missing = match.group(1) if match else str(error.validator_value)
-        description = schema.get("properties", {}).get(missing, {}).get("description", "")
-        where = f"in {key}" if path else "in the recipe"
-        hint = REQUIRED_HINTS.get(missing) or (
-            f"add `{missing}:`" + (f" - {description}" if description else "")
-        )
-        return [
-            recipe.diagnostic(
-                REQUIRED_RULES.get(missing, "missing-key") if not path else "missing-key",
-                path,
-                f"required key '{missing}' is missing {where}",
-                hint,
-            )
-        ]
-    if kind == "type":
-        return [
-            recipe.diagnostic(
-                "wrong-type",
-                path,
-                f"{key} must be {_expected(error.validator_value)}, not "
-                f"{describe_type(error.instance)}",
-                _type_hint(error.validator_value, error.instance),
-            )
-        ]
-    if kind == "enum" and "propertyNames" in error.relative_schema_path:
+    if error.validator == "enum" and "propertyNames" in error.relative_schema_path:
         return _bad_property_names(recipe, path, error)
-    if kind == "enum":
-        allowed = ["null" if v is None else str(v) for v in error.validator_value]
-        guess = None
-        if isinstance(error.instance, str):
-            guess = ALIASES.get(error.instance.lower())
-            guess = guess if guess in allowed else closest(error.instance, allowed)
-        hint = f"did you mean '{guess}'? " if guess else ""
-        return [
-            recipe.diagnostic(
-                "bad-value",
-                path,
-                f"{key} is {error.instance!r}, not one of the allowed values",
-                hint + "allowed: " + ", ".join(allowed),
-            )
-        ]
-    if kind == "const":
-        return [
-            recipe.diagnostic(
-                "bad-value",
-                path,
-                f"{key} must be {error.validator_value!r}, not {error.instance!r}",
-                f"write `{path[-1] if path else key}: {error.validator_value}`",
-            )
-        ]
-    if kind in ("oneOf", "anyOf"):
-        return _alternatives(recipe, path, error)
-    if kind == "propertyNames":
-        allowed = schema.get("propertyNames", {}).get("enum", [])
-        bad = [k for k in error.instance if k not in allowed] if allowed else []
-        return [
-            recipe.diagnostic(
-                "unknown-key",
-                (*path, name),
-                f"'{name}' is not a field of any data format",
-                _did_you_mean(name, allowed) + "fields: " + ", ".join(allowed),
-            )
-            for name in bad
-        ] or [recipe.diagnostic("bad-value", path, f"{key}: {error.message}", "")]
-    return [_bound(recipe, path, key, error)]
+    describe = DESCRIBERS.get(error.validator)
+    if describe is None:
+        return [_bound(recipe, path, _where(path), error)]
+    return describe(recipe, path, error)
+
+
+def _unknown_keys_error(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    return _unknown_keys(recipe, path, error.instance, schema)
+
+
+def _missing_key(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    match = re.match(r"'(.+?)' is a required property", error.message)
+    missing = match.group(1) if match else str(error.validator_value)
+    description = schema.get("properties", {}).get(missing, {}).get("description", "")
+    where = f"in {_where(path)}" if path else "in the recipe"
+    hint = REQUIRED_HINTS.get(missing) or (
+        f"add `{missing}:`" + (f" - {description}" if description else "")
+    )
+    rule = REQUIRED_RULES.get(missing, "missing-key") if not path else "missing-key"
+    return [recipe.diagnostic(rule, path, f"required key '{missing}' is missing {where}", hint)]
+
+
+def _wrong_type(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    return [
+        recipe.diagnostic(
+            "wrong-type",
+            path,
+            f"{_where(path)} must be {_expected(error.validator_value)}, not "
+            f"{describe_type(error.instance)}",
+            _type_hint(error.validator_value, error.instance),
+        )
+    ]
+
+
+def _not_allowed(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    allowed = ["null" if v is None else str(v) for v in error.validator_value]
+    guess = None
+    if isinstance(error.instance, str):
+        guess = ALIASES.get(error.instance.lower())
+        guess = guess if guess in allowed else closest(error.instance, allowed)
+    hint = f"did you mean '{guess}'? " if guess else ""
+    return [
+        recipe.diagnostic(
+            "bad-value",
+            path,
+            f"{_where(path)} is {error.instance!r}, not one of the allowed values",
+            hint + "allowed: " + ", ".join(allowed),
+        )
+    ]
+
+
+def _not_const(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    key = _where(path)
+    return [
+        recipe.diagnostic(
+            "bad-value",
+            path,
+            f"{key} must be {error.validator_value!r}, not {error.instance!r}",
+            f"write `{path[-1] if path else key}: {error.validator_value}`",
+        )
+    ]
+
+
+def _property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    allowed = schema.get("propertyNames", {}).get("enum", [])
+    bad = [k for k in error.instance if k not in allowed] if allowed else []
+    return [
+        recipe.diagnostic(
+            "unknown-key",
+            (*path, name),
+            f"'{name}' is not a field of any data format",
+            _did_you_mean(name, allowed) + "fields: " + ", ".join(allowed),
+        )
+        for name in bad
+    ] or [recipe.diagnostic("bad-value", path, f"{_where(path)}: {error.message}", "")]
 
 
 def _bad_property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
@@ -263,25 +272,15 @@ def _unknown_keys(
 
 def _nested_guess(name: str) -> str | None:
     """`learning_rate` at the top level -> `training.learning_rate` (exact or close)."""
-    schema = load_schema()
     candidates = []
     for block in ("training", "lora", "quantization", "model", "data", "launch"):
-        props = _resolve_ref(schema["properties"][block], schema).get("properties", {})
+        props = properties(block_schema(block))
         if name in props:
             return f"{block}.{name}"
         candidates += [f"{block}.{key}" for key in props]
     by_name = {c.split(".", 1)[1]: c for c in reversed(candidates)}
     guess = closest(name, list(by_name))
     return by_name[guess] if guess else None
-
-
-def _resolve_ref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        for part in ref[2:].split("/"):
-            root = root[part]
-        return root
-    return node
 
 
 def _alternatives(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
@@ -359,3 +358,16 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
     else:
         message = f"{key}: {error.message}"
     return recipe.diagnostic("bad-value", path, message, description)
+
+
+# jsonschema validator keyword -> the function that words its error
+DESCRIBERS = {
+    "additionalProperties": _unknown_keys_error,
+    "required": _missing_key,
+    "type": _wrong_type,
+    "enum": _not_allowed,
+    "const": _not_const,
+    "oneOf": _alternatives,
+    "anyOf": _alternatives,
+    "propertyNames": _property_names,
+}

@@ -1,9 +1,8 @@
 """What a recipe asks of the GPU, in the estimator's terms.
 
-`setup_from_recipe` reads a (resolved or raw) recipe and fills in what TRL 1.16 /
-transformers 5 would use when the recipe says nothing: SFTConfig turns activation
-checkpointing and bf16 on, trains 8 sequences of up to 1024 tokens per device and uses
-fused AdamW.
+`setup_from_settings` reads a recipe's effective settings (runner.recipe.settings):
+every value as the run will use it, TRL's defaults included, so the estimate needs no
+defaults of its own.
 """
 
 from __future__ import annotations
@@ -13,22 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.plan.architecture import LAYER_LINEARS
+from runner.recipe.settings import Settings
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-
-# SFTConfig defaults (trl 1.16 on transformers 5.23) for the fields the estimate reads.
-SFT_DEFAULTS: dict[str, Any] = {
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 8,
-    "gradient_accumulation_steps": 1,
-    "max_length": 1024,
-    "packing": False,
-    "padding_free": False,
-    "optim": "adamw_torch_fused",
-    "activation_checkpointing": True,
-    "activation_offloading": False,
-    "eval_strategy": "no",
-}
 
 
 @dataclass(frozen=True)
@@ -93,57 +79,40 @@ def resolve_lora_targets(target_modules: Any) -> tuple[str, ...]:
     return tuple(name for name in LAYER_LINEARS if name in names)
 
 
-def setup_from_recipe(recipe: dict[str, Any]) -> Setup:
-    """Read a recipe (resolved or raw) into a Setup, applying SFTConfig's defaults."""
-    training = {**SFT_DEFAULTS, **(recipe.get("training") or {})}
-    if "gradient_checkpointing" in training and "activation_checkpointing" not in (
-        recipe.get("training") or {}
-    ):
-        training["activation_checkpointing"] = training["gradient_checkpointing"]
-    model = recipe.get("model") or {}
-    method = recipe.get("method", "full")
-    fp16 = bool(training.get("fp16"))
-    bf16 = training.get("bf16", not fp16)
-    mixed = "fp16" if fp16 else ("bf16" if bf16 else "no")
-    dtype = model.get("dtype") or ("bfloat16" if bf16 else "float16" if fp16 else "float32")
-
-    quant = recipe.get("quantization") or {}
-    lora = recipe.get("lora") or {}
-    launch = recipe.get("launch") or {}
-    processes = int(launch.get("num_processes", 1))
-    strategy = launch.get("strategy") or ("single" if processes == 1 else "ddp")
-    deepspeed = launch.get("deepspeed") or {}
-    fsdp = launch.get("fsdp") or {}
-    eval_block = (recipe.get("data") or {}).get("eval")
-
+def setup_from_settings(settings: Settings) -> Setup:
+    """The estimator's view of a recipe's effective settings."""
+    training = settings.training
+    quant = settings.effective("quantization")
+    lora = settings.effective("lora")
+    launch = settings.launch
+    deepspeed = launch["deepspeed"] if settings.strategy == "deepspeed" else {}
+    fsdp_offload = settings.strategy == "fsdp" and bool(launch["fsdp"]["cpu_offload"])
+    adapter = settings.adapter
     return Setup(
-        method=method,
-        dtype=dtype,
-        mixed_precision=mixed,
-        quant_type=str(quant.get("bnb_4bit_quant_type", "fp4")),
-        double_quant=bool(quant.get("bnb_4bit_use_double_quant", False)),
-        lora_r=int(lora.get("r", 8)) if method in ("lora", "qlora") else 0,
-        lora_targets=resolve_lora_targets(lora.get("target_modules"))
-        if method in ("lora", "qlora")
-        else (),
-        lora_dropout=float(lora.get("lora_dropout", 0.0)),
-        modules_to_save=tuple(lora.get("modules_to_save") or ()),
+        method=settings.method,
+        dtype=settings.model_dtype,
+        mixed_precision=settings.mixed_precision,
+        quant_type=str(quant["bnb_4bit_quant_type"]),
+        double_quant=bool(quant["bnb_4bit_use_double_quant"]),
+        lora_r=int(lora["r"]) if adapter else 0,
+        lora_targets=resolve_lora_targets(lora["target_modules"]) if adapter else (),
+        lora_dropout=float(lora["lora_dropout"]),
+        modules_to_save=tuple(lora["modules_to_save"] or ()),
         optim=str(training["optim"]),
         batch=int(training["per_device_train_batch_size"]),
         eval_batch=int(training["per_device_eval_batch_size"]),
         grad_accum=int(training["gradient_accumulation_steps"]),
-        seq=int(training["max_length"] or 1024),
+        seq=int(settings.max_length or 1024),
         packing=bool(training["packing"]),
         padding_free=bool(training["padding_free"]) or bool(training["packing"]),
         checkpointing=bool(training["activation_checkpointing"]),
         offload_activations=bool(training["activation_offloading"]),
-        attn=str(model.get("attn_implementation", "sdpa")),
-        evaluates=str(training["eval_strategy"]) != "no" and bool(eval_block),
-        strategy=strategy,
-        processes=processes,
-        zero_stage=int(deepspeed.get("zero_stage", 2)) if strategy == "deepspeed" else 0,
+        attn=str(settings.model["attn_implementation"]),
+        evaluates=settings.evaluates,
+        strategy=settings.strategy,
+        processes=settings.num_processes,
+        zero_stage=settings.zero_stage,
         offload_optimizer=deepspeed.get("offload_optimizer_device", "none") != "none"
-        or bool(fsdp.get("cpu_offload")),
-        offload_params=deepspeed.get("offload_param_device", "none") != "none"
-        or bool(fsdp.get("cpu_offload")),
+        or fsdp_offload,
+        offload_params=deepspeed.get("offload_param_device", "none") != "none" or fsdp_offload,
     )

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
+from runner.errors import UserError
 from runner.plan.advice import HEADROOM, Change, fitting_changes
 from runner.plan.architecture import Architecture, ArchitectureError, architecture_from_config
 from runner.plan.estimate import GIB, Estimate, estimate_memory
-from runner.plan.setup import Setup, setup_from_recipe
+from runner.plan.setup import Setup, setup_from_settings
 from runner.plan.throughput import EpochTime, epoch_time
 from runner.recipe.hardware import Card
 from runner.recipe.models import model_config
+from runner.recipe.settings import Settings
 
 
-class PlanError(ValueError):
+class PlanError(UserError):
     """The recipe cannot be planned (unknown architecture); `keypath` says where."""
 
     def __init__(self, message: str, hint: str, keypath: tuple[str, ...] = ("model",)) -> None:
@@ -31,7 +32,6 @@ class Plan:
     estimate: Estimate
     card: Card | None
     changes: tuple[Change, ...] = field(default_factory=tuple)
-    epoch: EpochTime | None = None
 
     @property
     def capacity(self) -> int | None:
@@ -56,10 +56,10 @@ class Plan:
         return "tight" if self.headroom < HEADROOM else "fits"
 
 
-def architecture_for(recipe: dict[str, Any], recipe_dir: Path | None) -> Architecture:
+def architecture_for(settings: Settings) -> Architecture:
     """The recipe's architecture from model.config, a local dir, the HF cache or the table."""
-    model = recipe.get("model") or {}
-    config = model_config(model, recipe_dir)
+    model = settings.model
+    config = model_config(model)
     if config is None:
         raise PlanError(
             f"no architecture known for model {model.get('id')!r}",
@@ -73,21 +73,19 @@ def architecture_for(recipe: dict[str, Any], recipe_dir: Path | None) -> Archite
         raise PlanError(str(exc), "add the missing fields to the model config") from exc
 
 
-def make_plan(
-    recipe: dict[str, Any],
-    recipe_dir: Path | None = None,
-    card: Card | None = None,
-    tokens: int | None = None,
-) -> Plan:
-    """Estimate `recipe` (resolved or raw data) against `card`; advise when tight."""
-    arch = architecture_for(recipe, recipe_dir)
-    setup = setup_from_recipe(recipe)
-    estimate = estimate_memory(arch, setup)
-    plan = Plan(arch, setup, estimate, card)
-    changes: tuple[Change, ...] = ()
-    if plan.capacity is not None and plan.verdict != "fits":
-        changes = tuple(fitting_changes(arch, setup, plan.capacity))
-    epoch = None
-    if tokens and card is not None and card.bf16_tflops > 0:
-        epoch = epoch_time(arch, setup, tokens, card.bf16_tflops)
-    return Plan(arch, setup, estimate, card, changes, epoch)
+def make_plan(settings: Settings, card: Card | None = None) -> Plan:
+    """Estimate the recipe against `card` (None: no card to compare with); advise when
+    it is tight or does not fit."""
+    arch = architecture_for(settings)
+    setup = setup_from_settings(settings)
+    plan = Plan(arch, setup, estimate_memory(arch, setup), card)
+    if plan.capacity is None or plan.verdict == "fits":
+        return plan
+    return dataclasses.replace(plan, changes=tuple(fitting_changes(arch, setup, plan.capacity)))
+
+
+def plan_epoch(plan: Plan, tokens: int) -> EpochTime | None:
+    """Time per epoch of `tokens` training tokens on the plan's card (None without one)."""
+    if plan.card is None or plan.card.bf16_tflops <= 0:
+        return None
+    return epoch_time(plan.arch, plan.setup, tokens, plan.card.bf16_tflops)

@@ -16,8 +16,8 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from runner import SCHEMAS_DIR
+from runner.errors import UserError
 from runner.recipe.catalog import find_recipe
-from runner.recipe.diagnostics import RecipeError
 from runner.recipe.load import load_recipe, round_trip_yaml
 from runner.recipe.resolve import looks_local
 
@@ -28,7 +28,7 @@ MODELINE = re.compile(r"^# yaml-language-server: \$schema=\S+", re.MULTILINE)
 DATASET_SPECIFIC = ("columns", "subset", "split", "rows")
 
 
-class RecipeCopyError(Exception):
+class RecipeCopyError(UserError):
     """The copy cannot be made (DEST exists, source unreadable...); the message says why."""
 
 
@@ -63,10 +63,7 @@ def copy_recipe(
             f"{dest} already exists; `recipe new` never overwrites a file - choose another "
             "name or delete it first"
         )
-    try:
-        recipe = load_recipe(find_recipe(source))
-    except RecipeError as exc:
-        raise RecipeCopyError(str(exc)) from None
+    recipe = load_recipe(find_recipe(source))  # RecipeError says why it cannot be read
     doc = recipe.doc
     old_dir, new_dir = recipe.directory, dest.parent
     notes: list[str] = []

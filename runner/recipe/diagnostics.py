@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+
+from runner.errors import UserError
 
 ERROR = "error"
 WARNING = "warning"
+
+# A key inside a recipe: ("training", "learning_rate"), ("data", "train", 0, "source").
+KeyPath = tuple[str | int, ...]
+
+
+def dotted(key: Iterable[str | int]) -> str:
+    """A key path as the user writes it: data.train.0.source."""
+    return ".".join(str(part) for part in key)
 
 
 @dataclass(frozen=True)
@@ -42,12 +53,20 @@ class Diagnostic:
         return data
 
 
-class RecipeError(Exception):
-    """Raised when a recipe cannot be used; carries every diagnostic found."""
+class RecipeError(UserError):
+    """A recipe that cannot be used; carries every diagnostic found (errors and warnings)."""
 
-    def __init__(self, diagnostics: list[Diagnostic]):
+    def __init__(self, diagnostics: list[Diagnostic], subject: str = ""):
         self.diagnostics = list(diagnostics)
+        self.subject = subject
         super().__init__("\n".join(d.format() for d in self.diagnostics))
+
+    def report(self) -> list[str]:
+        lines = [d.format() for d in self.diagnostics]
+        errors = sum(d.severity == ERROR for d in self.diagnostics)
+        if self.subject and errors:
+            lines.append(f"{self.subject}: {errors} error(s); fix them and try again")
+        return lines
 
 
 def has_errors(diagnostics: list[Diagnostic]) -> bool:

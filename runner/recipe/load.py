@@ -18,9 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from runner.recipe.diagnostics import ERROR, Diagnostic, RecipeError
-
-KeyPath = tuple[str | int, ...]
+from runner.recipe.diagnostics import ERROR, Diagnostic, KeyPath, RecipeError, dotted
 
 
 def round_trip_yaml() -> YAML:
@@ -32,6 +30,29 @@ def round_trip_yaml() -> YAML:
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 100
     return yaml
+
+
+# Words YAML 1.1 readers (many editors and tools) take for booleans: always quoted.
+YAML11_BOOLEANS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false"})
+
+
+def _represent_text(representer: Any, text: str) -> Any:
+    style = "'" if text.lower() in YAML11_BOOLEANS else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+def dump_yaml(data: Any) -> str:
+    """Plain data as YAML text, the one way the runner writes YAML: `recipe show`, the
+    saved recipe.resolved.yaml and `recipe run --dry-run` print the same text for the
+    same recipe (null written as `null`, key order kept)."""
+    yaml = round_trip_yaml()
+    yaml.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    yaml.representer.add_representer(str, _represent_text)
+    stream = io.StringIO()
+    yaml.dump(data, stream)
+    return stream.getvalue()
 
 
 @dataclass
@@ -93,10 +114,6 @@ class Recipe:
             column=column,
             key=dotted(key),
         )
-
-
-def dotted(key: Iterable[str | int]) -> str:
-    return ".".join(str(part) for part in key)
 
 
 def position_of(doc: Any, key: KeyPath) -> tuple[int, int]:

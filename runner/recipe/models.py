@@ -68,20 +68,63 @@ def hub_cache_dir() -> Path:
     return Path(home) / "hub"
 
 
-def cached_config_path(model_id: str, revision: str | None = None) -> Path | None:
-    """config.json of `model_id` in the local Hugging Face cache, if it is there."""
+def cached_file(model_id: str, filename: str, revision: str | None = None) -> Path | None:
+    """`filename` of hub model `model_id` in the local Hugging Face cache, if it is there."""
     repo = hub_cache_dir() / ("models--" + model_id.replace("/", "--"))
     snapshots = repo / "snapshots"
     if not snapshots.is_dir():
         return None
-    ref = revision or "main"
-    ref_file = repo / "refs" / ref
+    ref_file = repo / "refs" / (revision or "main")
     if ref_file.is_file():
-        candidate = snapshots / ref_file.read_text().strip() / "config.json"
+        candidate = snapshots / ref_file.read_text().strip() / filename
         if candidate.is_file():
             return candidate
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    found = sorted(snapshots.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def cached_config_path(model_id: str, revision: str | None = None) -> Path | None:
+    """config.json of `model_id` in the local Hugging Face cache, if it is there."""
+    return cached_file(model_id, "config.json", revision)
+
+
+def tokenizer_file(model: dict[str, Any], filename: str) -> Path | None:
+    """A file of the tokenizer a (resolved) model block uses - `model.tokenizer`, else
+    the model's own - from a local directory or the Hugging Face cache; None when the
+    tokenizer's files are not on this machine (or it is the byte-level tokenizer)."""
+    source = model.get("tokenizer") or model.get("id")
+    if not isinstance(source, str) or source == "byte-level":
+        return None
+    local = Path(source).expanduser()
+    if local.is_dir():
+        path = local / filename
+        return path if path.is_file() else None
+    revision = model.get("revision") if source == model.get("id") else None
+    return cached_file(source, filename, revision)
+
+
+def has_local_tokenizer(model: dict[str, Any]) -> bool:
+    """Whether the tokenizer's own files are on this machine (so they can be checked)."""
+    return tokenizer_file(model, "tokenizer_config.json") is not None
+
+
+def chat_template_of(model: dict[str, Any]) -> str | None:
+    """The chat template the tokenizer's files on this machine carry (tokenizer_config.json
+    `chat_template`, or chat_template.jinja / chat_template.json), else None."""
+    jinja = tokenizer_file(model, "chat_template.jinja")
+    if jinja is not None:
+        return jinja.read_text(encoding="utf-8")
+    for name in ("chat_template.json", "tokenizer_config.json"):
+        path = tokenizer_file(model, name)
+        data = _read_json(path) if path is not None else None
+        template = (data or {}).get("chat_template")
+        if isinstance(template, list):  # named templates: the "default" one
+            template = next(
+                (t.get("template") for t in template if t.get("name") == "default"), None
+            )
+        if isinstance(template, str) and template:
+            return template
+    return None
 
 
 def model_config(model: dict[str, Any], recipe_dir: Path | None = None) -> dict[str, Any] | None:

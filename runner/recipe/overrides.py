@@ -13,9 +13,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from runner.recipe.diagnostics import ERROR, Diagnostic, RecipeError
-
-KeyPath = tuple[str | int, ...]
+from runner.recipe.diagnostics import ERROR, Diagnostic, KeyPath, RecipeError
 
 
 def parse_override(argument: str) -> tuple[KeyPath, Any]:

@@ -1,32 +1,45 @@
-"""The resolved recipe: defaults applied, derived values filled in, paths made absolute.
+"""The resolved recipe: every default filled once, derived values decided, paths absolute.
 
-The recipe itself is never mutated; `resolve_recipe` returns a new mapping. It is what
-`recipe show` prints, what every run saves as `recipe.resolved.yaml`, and the only input
-of the expansion into TRL/PEFT/transformers objects.
+The recipe itself is never mutated; `resolve_recipe` returns a new mapping from
+schema-valid data. It is what `recipe show` prints, what every run saves as
+`recipe.resolved.yaml`, and what `runner.recipe.settings.Settings` (the typed view that
+rules, plan, expand, train and the after-training commands read) is built from.
 
-Library defaults inside `training`, `lora` and `quantization` are left to the libraries
-(`recipe show --as sft|lora|bnb` prints the exact keyword arguments instead).
+Decided here and nowhere else:
+- the schema's defaults of the runner's own blocks (model, data, launch, ...);
+- `training.bf16` and `training.activation_checkpointing` as SFTConfig will see them
+  (TRL turns both on unless told otherwise; the deprecated `gradient_checkpointing`
+  name is read as `activation_checkpointing`);
+- `model.dtype` from the mixed precision when the recipe does not say;
+- `quantization.bnb_4bit_compute_dtype` = model.dtype for 4-bit loading, and
+  `lora.task_type` = CAUSAL_LM;
+- `launch.strategy` (single, or ddp for several processes) and the engine's defaults;
+- `data.template` (a name, or an absolute file path);
+- local model, tokenizer and data paths relative to the recipe's folder, `output_dir`
+  relative to the directory the command runs in.
+
+The other SFTConfig / LoraConfig / BitsAndBytesConfig defaults stay with the libraries;
+`Settings.training` reads them from the generated schema when a decision needs them.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
-from runner import SCHEMAS_DIR
+from runner.recipe.schema import block_schema, defaults_of, fill_defaults, load_schema, properties
+from runner.recipe.template import resolve_template
 
-SCHEMA_PATH = SCHEMAS_DIR / "recipe-v1.schema.json"
 LIBRARY_BLOCKS = ("training", "lora", "quantization")
 LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
-
-
-@functools.cache
-def load_schema() -> dict[str, Any]:
-    """The committed JSON Schema of recipe v1."""
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+BYTE_LEVEL = "byte-level"
+# deprecated TrainingArguments names -> the names transformers 5 reads
+TRAINING_ALIASES = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
 
 
 def looks_local(reference: str, base: Path) -> bool:
@@ -43,23 +56,63 @@ def absolute_path(reference: str, base: Path) -> str:
 def resolve_recipe(
     data: dict[str, Any], recipe_dir: Path, cwd: Path | None = None
 ) -> dict[str, Any]:
-    """Return a resolved copy of validated recipe data.
+    """Return the resolved copy of schema-valid recipe data (see the module docstring).
 
-    Local data and model paths are taken relative to `recipe_dir` (the recipe file's
-    folder) and `output_dir` relative to `cwd`, and written back as absolute paths so the
-    resolved recipe works from any directory.
+    Never raises for a schema-valid recipe, even one the lint rules reject: rules read
+    the resolved recipe.
     """
-    cwd = cwd or Path.cwd()
-    schema = load_schema()
     resolved = copy.deepcopy(data)
     resolved.setdefault("launch", {})  # so its defaults (one process, one machine) apply
-    for key, subschema in schema["properties"].items():
-        if key in LIBRARY_BLOCKS or key not in resolved:
-            continue
-        resolved[key] = _apply_defaults(resolved[key], subschema, schema)
+    for key, node in properties(load_schema()).items():
+        if key in resolved and key not in LIBRARY_BLOCKS:
+            resolved[key] = fill_defaults(resolved[key], node)
+        elif key not in resolved and "default" in node:
+            resolved[key] = copy.deepcopy(node["default"])
+    resolved["training"] = resolve_training(resolved.get("training") or {})
+    _resolve_model(resolved["model"], resolved["training"], recipe_dir)
+    _resolve_data(resolved["data"], recipe_dir)
+    _resolve_adapters(resolved)
+    _resolve_launch(resolved["launch"])
+    resolved["output_dir"] = absolute_path(resolved["output_dir"], cwd or Path.cwd())
+    return resolved
 
-    model = resolved.setdefault("model", {})
-    training = resolved.get("training") or {}
+
+@functools.cache
+def library_defaults(block: str) -> dict[str, Any]:
+    """The field defaults of SFTConfig (training), LoraConfig (lora) or
+    BitsAndBytesConfig (quantization), as the generated schema records them."""
+    return defaults_of(block_schema(block))
+
+
+def trl_training_default(key: str) -> Any:
+    """What SFTConfig uses for a `training` key the recipe leaves out (trl 1.16 on
+    transformers 5.23): the generated schema's default, with the two values its
+    __post_init__ computes - bf16 (on unless fp16) and activation_checkpointing (the
+    deprecated gradient_checkpointing's default, True in SFTConfig)."""
+    defaults = library_defaults("training")
+    if key == "bf16":
+        return defaults.get("bf16") if defaults.get("bf16") is not None else True
+    if key == "activation_checkpointing" and defaults.get(key) is None:
+        return bool(defaults.get("gradient_checkpointing"))
+    return defaults.get(key)
+
+
+def resolve_training(training: dict[str, Any]) -> dict[str, Any]:
+    """The training block with the aliases renamed and the mixed precision and
+    checkpointing decided (see `trl_training_default`)."""
+    out = dict(training)
+    for old, new in TRAINING_ALIASES.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    if out.get("activation_checkpointing") is None:
+        out["activation_checkpointing"] = trl_training_default("activation_checkpointing")
+    if out.get("bf16") is None:
+        out["bf16"] = False if out.get("fp16") else trl_training_default("bf16")
+    return out
+
+
+def _resolve_model(model: dict[str, Any], training: dict[str, Any], recipe_dir: Path) -> None:
     if "dtype" not in model:
         if training.get("bf16"):
             model["dtype"] = "bfloat16"
@@ -69,53 +122,38 @@ def resolve_recipe(
             model["dtype"] = "float32"
     for key in ("id", "tokenizer"):
         ref = model.get(key)
-        if isinstance(ref, str) and ref != "byte-level" and looks_local(ref, recipe_dir):
+        if isinstance(ref, str) and ref != BYTE_LEVEL and looks_local(ref, recipe_dir):
             model[key] = absolute_path(ref, recipe_dir)
 
-    data_block = resolved.get("data") or {}
-    sources = list(data_block.get("train") or [])
-    if isinstance(data_block.get("eval"), list):
-        sources += data_block["eval"]
+
+def _resolve_data(data: dict[str, Any], recipe_dir: Path) -> None:
+    sources = list(data.get("train") or [])
+    if isinstance(data.get("eval"), list):
+        sources += data["eval"]
     for source in sources:
         ref = source.get("source")
         if isinstance(ref, str) and looks_local(ref, recipe_dir):
             source["source"] = absolute_path(ref, recipe_dir)
+    data["template"] = resolve_template(data["template"], recipe_dir)
 
-    launch = resolved["launch"]
+
+def _resolve_adapters(resolved: dict[str, Any]) -> None:
+    quantization = resolved.get("quantization")
+    if isinstance(quantization, dict) and quantization.get("load_in_4bit"):
+        # bitsandbytes would otherwise compute in float32: slow, and no memory saved
+        quantization.setdefault("bnb_4bit_compute_dtype", resolved["model"]["dtype"])
+        if quantization["bnb_4bit_compute_dtype"] is None:
+            quantization["bnb_4bit_compute_dtype"] = resolved["model"]["dtype"]
+    lora = resolved.get("lora")
+    if isinstance(lora, dict):
+        lora.setdefault("task_type", "CAUSAL_LM")
+
+
+def _resolve_launch(launch: dict[str, Any]) -> None:
     if "strategy" not in launch:
         single = launch["num_processes"] == 1 and launch["num_machines"] == 1
         launch["strategy"] = "single" if single else "ddp"
-    for key, subschema in schema["properties"]["launch"]["properties"].items():
-        if key in ("deepspeed", "fsdp") and launch["strategy"] == key:
-            launch[key] = _apply_defaults(launch.get(key) or {}, subschema, schema)
-
-    if isinstance(resolved.get("output_dir"), str):
-        resolved["output_dir"] = absolute_path(resolved["output_dir"], cwd)
-    return resolved
-
-
-def _apply_defaults(value: Any, subschema: dict[str, Any], root: dict[str, Any]) -> Any:
-    """Fill `default`s of an object schema (recursively, following local $refs)."""
-    subschema = _deref(subschema, root)
-    if isinstance(value, dict) and "properties" in subschema:
-        out = dict(value)
-        for key, prop in subschema["properties"].items():
-            prop = _deref(prop, root)
-            if key not in out and "default" in prop:
-                out[key] = copy.deepcopy(prop["default"])
-            elif key in out:
-                out[key] = _apply_defaults(out[key], prop, root)
-        return out
-    if isinstance(value, list) and isinstance(subschema.get("items"), dict):
-        return [_apply_defaults(item, subschema["items"], root) for item in value]
-    return value
-
-
-def _deref(subschema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    ref = subschema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        node: Any = root
-        for part in ref[2:].split("/"):
-            node = node[part]
-        return node
-    return subschema
+    engines = block_schema("launch")["properties"]
+    for engine in ("deepspeed", "fsdp"):
+        if launch["strategy"] == engine:
+            launch[engine] = fill_defaults(launch.get(engine) or {}, engines[engine])

@@ -6,6 +6,7 @@ run.json                provenance and outcome (see docs/run-directory.md)
 metrics.jsonl           one JSON object per logged step
 loss.png                train and eval loss against step
 tensorboard/            TensorBoard events (when training.report_to has tensorboard)
+base/                   a model.config recipe's random initial weights (+ tokenizer)
 checkpoint-<step>/      Trainer checkpoints
 final/                  the trained model (full) or adapter (LoRA/QLoRA) + tokenizer
 """
@@ -20,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from runner.errors import UserError
+
 RECIPE = "recipe.yaml"
 RESOLVED = "recipe.resolved.yaml"
 RUN_JSON = "run.json"
@@ -27,10 +30,11 @@ METRICS = "metrics.jsonl"
 LOSS_PLOT = "loss.png"
 TENSORBOARD = "tensorboard"
 FINAL = "final"
+BASE = "base"
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes")
 
 
-class RunDirError(Exception):
+class RunDirError(UserError):
     """The run directory cannot be used as asked; the message says what to do."""
 
 
@@ -85,6 +89,11 @@ class RunDirectory:
     def final(self) -> Path:
         """Where the trained model or adapter and its tokenizer are saved."""
         return self.path / FINAL
+
+    @property
+    def base(self) -> Path:
+        """A model.config recipe's random initial weights, saved before training."""
+        return self.path / BASE
 
     def checkpoints(self) -> list[Path]:
         """Checkpoints, oldest first."""

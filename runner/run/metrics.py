@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,25 @@ class MetricsFileCallback(TrainerCallback):
         record = {"step": state.global_step, "epoch": state.epoch, **logs}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=float) + "\n")
+
+
+class TrainingClock(TrainerCallback):
+    """Wall and CPU seconds of the training loop: from its first step to its end (what
+    callbacks do when training begins, such as exact match, is not counted)."""
+
+    def __init__(self) -> None:
+        self.started: tuple[float, float] | None = None
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.started is None:
+            self.started = (time.perf_counter(), time.process_time())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.started is not None:
+            self.seconds = time.perf_counter() - self.started[0]
+            self.cpu_seconds = time.process_time() - self.started[1]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -14,22 +14,23 @@ A rule is one `Rule(id, severity, message, hint, check)` (runner.lint.rules.base
   column come from the recipe), e.g. `("training", "bf16")`. A finding may carry its
   own `message`/`hint` to replace the rule's text.
 
-What a check receives (`RuleContext`):
+What a check receives (`RuleContext`, runner.lint.rules.base):
 
-- `ctx.recipe`: the loaded `runner.recipe.load.Recipe` (positions, `.directory`).
-- `ctx.data`: the migrated plain data (overrides applied), possibly schema-invalid.
-- `ctx.block(name)`, `ctx.training`, `ctx.model`, `ctx.launch`: blocks as dicts, `{}`
-  when absent or not a mapping; `ctx.method`.
-- `ctx.setting(key)`: a training value as SFTConfig will see it, TRL's defaults included
-  (bf16 on unless fp16, activation checkpointing on, max_length 1024...).
-- `ctx.model_config`: the model's config.json fields (`runner.recipe.models.model_config`),
-  or None when unknown; `ctx.card`: the target `runner.recipe.hardware.Card`, or None.
+- `ctx.s`: the effective settings (runner.recipe.settings.Settings): every value as the
+  run will use it, defaults included (`ctx.s.training["max_length"]`, `ctx.s.method`,
+  `ctx.s.template`, `ctx.s.strategy`, ...). Checks decide on these.
+- `ctx.written(*key)`: whether the user wrote a key, and `ctx.nearest(*key)`: the key,
+  or its nearest written parent, for where a finding points.
+- `ctx.data`: the migrated data as written; `ctx.recipe`: positions and `.directory`.
+- `ctx.model_config`: the model's config.json fields, or None; `ctx.card`: the target
+  card, or None; `ctx.plan`: the memory plan against it (made once).
 
-Rules run on every recipe that loads, even when the schema found errors, so a check
-must tolerate wrong types inside blocks (compare with `is True`, check `isinstance`). A
-check that raises anyway is skipped (never a traceback); on a schema-valid recipe it is
-reported as an internal `rule-crashed` warning (tests/test_lint_robustness.py feeds every
-rule wrong types).
+Two tables run at two stages. DOCUMENT_MODULES check the document as written and run
+beside the JSON Schema, even when it finds errors (keys renamed by transformers 5 are
+unknown to the schema; their rule says where they went). MODULES check the effective
+settings and run only on a schema-valid recipe, so they need no type guards. A check
+that raises anyway is reported as an internal `rule-crashed` warning, never a
+traceback.
 
 Put a rule in the module of its theme, or a new module with a `RULES` list, and add
 that module to MODULES below.
@@ -41,24 +42,47 @@ import importlib
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
 
+DOCUMENT_MODULES: list[str] = ["runner.lint.rules.renamed_keys"]
 MODULES: list[str] = [
-    "runner.lint.rules.renamed_keys",
     "runner.lint.rules.method",
     "runner.lint.rules.precision",
     "runner.lint.rules.evaluation",
     "runner.lint.rules.data",
+    "runner.lint.rules.template",
     "runner.lint.rules.launch",
     "runner.lint.rules.learning_rate",
     "runner.lint.rules.hardware_fit",
 ]
 
 
-def all_rules() -> list[Rule]:
-    """Every rule of every module in MODULES, in table order."""
+def rules_of(modules: list[str]) -> list[Rule]:
+    """The rules of the given modules, in table order."""
     rules: list[Rule] = []
-    for name in MODULES:
+    for name in modules:
         rules.extend(importlib.import_module(name).RULES)
     return rules
 
 
-__all__ = ["MODULES", "Finding", "Rule", "RuleContext", "all_rules"]
+def document_rules() -> list[Rule]:
+    return rules_of(DOCUMENT_MODULES)
+
+
+def settings_rules() -> list[Rule]:
+    return rules_of(MODULES)
+
+
+def all_rules() -> list[Rule]:
+    """Every rule of both tables."""
+    return document_rules() + settings_rules()
+
+
+__all__ = [
+    "DOCUMENT_MODULES",
+    "MODULES",
+    "Finding",
+    "Rule",
+    "RuleContext",
+    "all_rules",
+    "document_rules",
+    "settings_rules",
+]

@@ -10,27 +10,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner.recipe.hardware import Card, card_for
+from runner.recipe.diagnostics import KeyPath
+from runner.recipe.hardware import Card
 from runner.recipe.load import Recipe
 from runner.recipe.models import model_config
-from runner.recipe.resolve import load_schema
+from runner.recipe.settings import Settings
 
-KeyPath = tuple[str | int, ...]
-
-# SFTConfig fields whose effective default is computed in __post_init__ (trl 1.16 /
-# transformers 5.23): bf16 turns on unless fp16 is set; activation_checkpointing takes
-# the deprecated gradient_checkpointing, which SFTConfig defaults to True.
-POST_INIT_DEFAULTS = ("bf16", "activation_checkpointing")
-
-
-@functools.cache
-def sft_defaults() -> dict[str, Any]:
-    """SFTConfig's field defaults, as the generated schema records them."""
-    schema = load_schema()
-    properties = schema["$defs"]["sft_config"].get("properties", {})
-    return {key: prop["default"] for key, prop in properties.items() if "default" in prop}
+if TYPE_CHECKING:
+    from runner.plan.verdict import Plan, PlanError
 
 
 @dataclass(frozen=True)
@@ -49,75 +38,81 @@ class Finding:
 
 @dataclass
 class RuleContext:
-    """Everything a check may look at. Blocks are always dicts (empty when absent or not
-    a mapping), so checks need no type guards for them; values inside may still have the
-    wrong type when the schema already reported an error.
+    """Everything a check may look at.
 
-    - `recipe`: the loaded Recipe (its `.locate`/`.diagnostic` give positions; its
-      `.directory` is the folder relative paths are taken from).
-    - `data`: the migrated plain data (overrides applied).
+    - `settings`: the effective settings (runner.recipe.settings) - every value as the
+      run will use it, defaults included. This is what checks decide on.
+    - `recipe`: the loaded Recipe (positions; `.directory` is the recipe's folder).
+    - `data`: the migrated data as written (overrides applied), for document rules and
+      for `written(...)`: whether the user wrote a key, so a finding points at it or,
+      for a default, at its block.
+    - `card`: the card checked against (the recipe's hardware, or `recipe plan --gpu`).
     - `model_config`: config.json fields of the model (runner.recipe.models), or None.
-    - `card`: the target card (runner.recipe.hardware), or None when `hardware` names none.
-    - `setting(key)`: a training value as SFTConfig will see it, TRL defaults included
-      (from the generated schema, plus the __post_init__ ones in POST_INIT_DEFAULTS).
+    - `plan`: the memory plan against `card` (runner.plan), or None; made once.
     """
 
     recipe: Recipe
     data: dict[str, Any]
+    settings: Settings | None = None
+    card_override: Card | None = None
+
+    @property
+    def s(self) -> Settings:
+        """The effective settings (settings rules run only on schema-valid recipes)."""
+        assert self.settings is not None, "a settings rule ran on a schema-invalid recipe"
+        return self.settings
 
     def block(self, name: str) -> dict[str, Any]:
-        """A top-level block as a dict ({} when absent or not a mapping)."""
+        """A top-level block as written ({} when absent or not a mapping)."""
         value = self.data.get(name)
         return value if isinstance(value, dict) else {}
 
-    @property
-    def method(self) -> Any:
-        return self.data.get("method")
+    def written(self, *key: str | int) -> bool:
+        """Whether the recipe as written (with --set values) has this key."""
+        node: Any = self.data
+        for part in key:
+            if (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            ):
+                node = node[part]
+            else:
+                return False
+        return True
+
+    def nearest(self, *key: str | int) -> KeyPath:
+        """`key` if the recipe writes it, else its nearest written parent block."""
+        for depth in range(len(key), 0, -1):
+            if self.written(*key[:depth]):
+                return key[:depth]
+        return key[:1]
 
     @property
-    def training(self) -> dict[str, Any]:
-        return self.block("training")
-
-    @property
-    def model(self) -> dict[str, Any]:
-        return self.block("model")
-
-    @property
-    def launch(self) -> dict[str, Any]:
-        return self.block("launch")
+    def card(self) -> Card | None:
+        return self.card_override if self.card_override is not None else self.s.card
 
     @functools.cached_property
     def model_config(self) -> dict[str, Any] | None:
         try:
-            return model_config(self.model, self.recipe.directory)
+            return model_config(self.s.model)
         except (OSError, ValueError, TypeError):
             return None
 
     @functools.cached_property
-    def card(self) -> Card | None:
+    def plan_or_error(self) -> Plan | PlanError:
+        """The recipe's memory plan against `card`, made once (the hardware-fit rules
+        and `recipe plan` share it), or why it cannot be made."""
+        from runner.plan.verdict import PlanError, make_plan
+
         try:
-            return card_for(self.block("hardware"))
-        except (TypeError, ValueError):
-            return None
+            return make_plan(self.s, self.card)
+        except PlanError as exc:
+            return exc
 
-    def setting(self, key: str) -> Any:
-        """The value of `training.<key>` SFTConfig will use: the recipe's, else TRL's default."""
-        training = self.training
-        if key in training:
-            return training[key]
-        if key == "bf16":
-            return not training.get("fp16", False)
-        if key == "activation_checkpointing":
-            return training.get("gradient_checkpointing", True)
-        return sft_defaults().get(key)
-
-    def has_eval_data(self) -> bool:
-        """Whether data.eval is given (a fraction or a list of sources)."""
-        return bool(self.block("data").get("eval"))
-
-    def strategy(self, kind: str) -> str:
-        """eval/save/logging strategy as a plain lower-case string."""
-        return str(self.setting(f"{kind}_strategy")).lower()
+    @property
+    def plan(self) -> Plan | None:
+        """The plan, or None when the architecture is unknown."""
+        plan = self.plan_or_error
+        return None if isinstance(plan, Exception) else plan
 
 
 Check = Callable[[RuleContext], Iterable[Finding]]

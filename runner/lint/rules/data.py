@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
-from runner.recipe.diagnostics import ERROR, WARNING
+from runner.recipe.diagnostics import ERROR, WARNING, KeyPath
 from runner.recipe.resolve import looks_local
 
 
-def _sources(ctx: RuleContext) -> Iterator[tuple[tuple[str | int, ...], dict]]:
-    data = ctx.block("data")
+def data_sources(data: dict[str, Any]) -> Iterator[tuple[KeyPath, dict[str, Any]]]:
+    """(key path, source) of every train and eval source of a data block."""
     for split in ("train", "eval"):
         items = data.get(split)
         if isinstance(items, list):
@@ -22,44 +23,37 @@ def _sources(ctx: RuleContext) -> Iterator[tuple[tuple[str | int, ...], dict]]:
 
 def _data_file_missing(ctx: RuleContext) -> Iterator[Finding]:
     base = ctx.recipe.directory
-    for key, item in _sources(ctx):
-        source = item.get("source")
-        if not isinstance(source, str) or not source or not looks_local(source, base):
-            continue
-        path = base / Path(source).expanduser()
-        if not path.exists():
+    for key, item in data_sources(ctx.block("data")):
+        source = item["source"]
+        if looks_local(source, base) and not (base / Path(source).expanduser()).exists():
             yield Finding((*key, "source"), {"source": source, "folder": str(base)})
 
 
 def _max_length_over_context(ctx: RuleContext) -> Iterator[Finding]:
-    config = ctx.model_config or {}
-    context = config.get("max_position_embeddings")
-    max_length = ctx.setting("max_length")
-    if not isinstance(context, int) or not isinstance(max_length, int):
+    context = (ctx.model_config or {}).get("max_position_embeddings")
+    max_length = ctx.s.max_length
+    if not isinstance(context, int) or max_length is None or max_length <= context:
         return
-    if max_length > context:
-        key = ("training", "max_length") if "max_length" in ctx.training else ("training",)
-        if "training" not in ctx.data:
-            key = ("model",)
-        yield Finding(
-            key,
-            {
-                "max_length": max_length,
-                "context": context,
-                "default": "" if "max_length" in ctx.training else " (TRL's default)",
-            },
-        )
+    written = ctx.written("training", "max_length")
+    yield Finding(
+        ctx.nearest("training", "max_length") if ctx.written("training") else ("model",),
+        {
+            "max_length": max_length,
+            "context": context,
+            "default": "" if written else " (TRL's default)",
+        },
+    )
 
 
 def _packing_cross_contamination(ctx: RuleContext) -> Iterator[Finding]:
     # transformers 5 builds block-diagonal masks from position_ids for every attention
     # kernel, so TRL's padding-free packing ('bfd', 'bfd_split') keeps sequences apart.
     # 'wrapped' packing without padding_free hands the model an all-ones mask instead.
-    if ctx.setting("packing") is not True:
+    training = ctx.s.training
+    if training["packing"] is not True:
         return
-    if ctx.setting("packing_strategy") == "wrapped" and ctx.setting("padding_free") is not True:
-        attn = ctx.model.get("attn_implementation", "sdpa")
-        yield Finding(("training", "packing"), {"attn": attn})
+    if training["packing_strategy"] == "wrapped" and training["padding_free"] is not True:
+        yield Finding(("training", "packing"), {"attn": ctx.s.model["attn_implementation"]})
 
 
 RULES = [

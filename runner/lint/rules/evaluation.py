@@ -14,17 +14,18 @@ def _is_number(value: Any) -> bool:
 
 
 def _load_best_mismatch(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.setting("load_best_model_at_end") is not True:
+    training = ctx.s.training
+    if training["load_best_model_at_end"] is not True:
         return
-    evals, saves = ctx.strategy("eval"), ctx.strategy("save")
+    evals, saves = ctx.s.strategy_of("eval"), ctx.s.strategy_of("save")
     key = ("training", "load_best_model_at_end")
     if evals == "no" or saves == "no" or saves == "best" or evals != saves:
         yield Finding(key, {"eval": evals, "save": saves})
         return
     if evals == "steps":
-        eval_steps, save_steps = ctx.setting("eval_steps"), ctx.setting("save_steps")
+        eval_steps, save_steps = training["eval_steps"], training["save_steps"]
         if eval_steps is None:
-            eval_steps = ctx.setting("logging_steps")
+            eval_steps = training["logging_steps"]
         numbers = _is_number(eval_steps) and _is_number(save_steps) and eval_steps >= 1
         if numbers and save_steps % eval_steps != 0:
             yield Finding(
@@ -37,20 +38,21 @@ def _load_best_mismatch(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _eval_strategy_without_data(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.strategy("eval") != "no" and not ctx.has_eval_data():
-        yield Finding(("training", "eval_strategy"), {"strategy": ctx.strategy("eval")})
+    strategy = ctx.s.strategy_of("eval")
+    if strategy != "no" and not ctx.s.has_eval_data:
+        yield Finding(("training", "eval_strategy"), {"strategy": strategy})
 
 
 def _eval_data_without_strategy(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.has_eval_data() and ctx.strategy("eval") == "no":
+    if ctx.s.has_eval_data and ctx.s.strategy_of("eval") == "no":
         yield Finding(("data", "eval"))
 
 
 def _steps_without_steps_strategy(ctx: RuleContext) -> Iterator[Finding]:
     for kind in ("eval", "save", "logging"):
         steps_key = f"{kind}_steps"
-        strategy = ctx.strategy(kind)
-        if steps_key in ctx.training and strategy != "steps":
+        strategy = ctx.s.strategy_of(kind)
+        if ctx.written("training", steps_key) and strategy != "steps":
             yield Finding(
                 ("training", steps_key),
                 {"key": steps_key, "strategy_key": f"{kind}_strategy", "strategy": strategy},
@@ -58,14 +60,12 @@ def _steps_without_steps_strategy(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _early_stopping_needs_eval(ctx: RuleContext) -> Iterator[Finding]:
-    if "early_stopping" not in ctx.data:
-        return
-    if ctx.strategy("eval") == "no" or not ctx.has_eval_data():
+    if ctx.s.early_stopping is not None and not ctx.s.evaluates:
         yield Finding(("early_stopping",))
 
 
 def _early_stopping_needs_load_best(ctx: RuleContext) -> Iterator[Finding]:
-    if "early_stopping" in ctx.data and ctx.setting("load_best_model_at_end") is not True:
+    if ctx.s.early_stopping is not None and ctx.s.training["load_best_model_at_end"] is not True:
         yield Finding(("early_stopping",))
 
 

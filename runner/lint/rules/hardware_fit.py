@@ -7,25 +7,7 @@ from collections.abc import Iterator
 from runner.lint.rules.base import Finding, Rule, RuleContext
 from runner.plan.advice import HEADROOM
 from runner.plan.estimate import GIB
-from runner.plan.verdict import PlanError, make_plan
 from runner.recipe.diagnostics import ERROR, WARNING
-
-
-def _plan(ctx: RuleContext):
-    """The recipe's plan, computed once for both rules (kept on the context)."""
-    if not hasattr(ctx, "_hardware_plan"):
-        ctx._hardware_plan = _make_plan(ctx)  # type: ignore[attr-defined]
-    return ctx._hardware_plan  # type: ignore[attr-defined]
-
-
-def _make_plan(ctx: RuleContext):
-    card = ctx.card
-    if card is None or card.memory_gib <= 0:
-        return None
-    try:
-        return make_plan(ctx.data, ctx.recipe.directory, card)
-    except (PlanError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError):
-        return None  # unknown model or a value the schema already reports
 
 
 def _values(plan) -> dict[str, object]:
@@ -49,16 +31,21 @@ def _key(ctx: RuleContext) -> tuple[str, ...]:
     return ("hardware",)
 
 
-def _does_not_fit(ctx: RuleContext) -> Iterator[Finding]:
-    plan = _plan(ctx)
-    if plan is not None and plan.verdict == "does not fit":
+def _verdict(ctx: RuleContext, verdict: str) -> Iterator[Finding]:
+    card = ctx.card
+    if card is None or card.memory_gib <= 0:
+        return  # no GPU to fit: no plan needed
+    plan = ctx.plan
+    if plan is not None and plan.verdict == verdict:
         yield Finding(_key(ctx), _values(plan))
+
+
+def _does_not_fit(ctx: RuleContext) -> Iterator[Finding]:
+    return _verdict(ctx, "does not fit")
 
 
 def _tight(ctx: RuleContext) -> Iterator[Finding]:
-    plan = _plan(ctx)
-    if plan is not None and plan.verdict == "tight":
-        yield Finding(_key(ctx), _values(plan))
+    return _verdict(ctx, "tight")
 
 
 RULES = [

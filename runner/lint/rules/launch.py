@@ -9,30 +9,24 @@ from runner.recipe.diagnostics import ERROR
 
 
 def _deepspeed_and_fsdp(ctx: RuleContext) -> Iterator[Finding]:
-    launch = ctx.launch
-    strategy = launch.get("strategy")
-    if "fsdp" in launch and ("deepspeed" in launch or strategy == "deepspeed"):
+    strategy = ctx.s.strategy
+    if ctx.written("launch", "fsdp") and (
+        ctx.written("launch", "deepspeed") or strategy == "deepspeed"
+    ):
         yield Finding(("launch", "fsdp"))
-    elif strategy == "fsdp" and "deepspeed" in launch:
+    elif strategy == "fsdp" and ctx.written("launch", "deepspeed"):
         yield Finding(("launch", "deepspeed"))
 
 
-def _zero_stage(ctx: RuleContext) -> object:
-    deepspeed = ctx.launch.get("deepspeed")
-    return deepspeed.get("zero_stage", 2) if isinstance(deepspeed, dict) else 2
-
-
 def _qlora_zero3_quant_storage(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.method != "qlora" or ctx.launch.get("strategy") != "deepspeed":
+    if ctx.s.method != "qlora" or ctx.s.zero_stage != 3:
         return
-    if _zero_stage(ctx) != 3:
-        return
-    dtype = ctx.model.get("dtype", "bfloat16")
-    storage = ctx.block("quantization").get("bnb_4bit_quant_storage")
+    dtype = ctx.s.model_dtype
+    storage = (ctx.s.quantization or {}).get("bnb_4bit_quant_storage")
     if storage != dtype:
-        key = ("quantization", "bnb_4bit_quant_storage")
-        if storage is None:
-            key = ("quantization",) if "quantization" in ctx.data else ("method",)
+        key = ctx.nearest("quantization", "bnb_4bit_quant_storage")
+        if not ctx.written("quantization"):
+            key = ("method",)
         yield Finding(key, {"storage": storage or "uint8", "dtype": dtype})
 
 

@@ -16,21 +16,16 @@ USUAL_RANGES = {
 
 
 def _learning_rate_unusual(ctx: RuleContext) -> Iterator[Finding]:
-    rate = ctx.training.get("learning_rate")
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        return
-    if "config" in ctx.model:
+    if ctx.s.from_config:
         return  # a model built from model.config trains from scratch, not fine-tuning
-    bounds = USUAL_RANGES.get(ctx.method) if isinstance(ctx.method, str) else None
-    if bounds is None:
-        return
-    low, high, usual = bounds
+    rate = ctx.s.training["learning_rate"]
+    low, high, usual = USUAL_RANGES[ctx.s.method]
     if rate > high or rate < low:
         yield Finding(
             ("training", "learning_rate"),
             {
                 "rate": rate,
-                "method": ctx.method,
+                "method": ctx.s.method,
                 "usual": usual,
                 "direction": "high" if rate > high else "low",
             },

@@ -8,44 +8,34 @@ from runner.lint.rules.base import Finding, Rule, RuleContext
 from runner.recipe.diagnostics import ERROR, WARNING
 
 
-def _quantized_bits(ctx: RuleContext) -> int | None:
-    quant = ctx.block("quantization")
-    if quant.get("load_in_4bit") is True:
-        return 4
-    if quant.get("load_in_8bit") is True:
-        return 8
-    return None
-
-
 def _qlora_needs_4bit(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.method == "qlora" and _quantized_bits(ctx) != 4:
-        key = ("quantization",) if "quantization" in ctx.data else ("method",)
-        yield Finding(key)
+    if ctx.s.method == "qlora" and ctx.s.quantized_bits != 4:
+        yield Finding(("quantization",) if ctx.written("quantization") else ("method",))
 
 
 def _lora_block_missing(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.method in ("lora", "qlora") and "lora" not in ctx.data:
-        yield Finding(("method",), {"method": ctx.method})
+    if ctx.s.adapter and not ctx.written("lora"):
+        yield Finding(("method",), {"method": ctx.s.method})
 
 
 def _full_forbids_lora(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.method == "full" and "lora" in ctx.data:
+    if ctx.s.method == "full" and ctx.written("lora"):
         yield Finding(("lora",))
 
 
 def _full_forbids_quantization(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.method == "full" and "quantization" in ctx.data and _quantized_bits(ctx) is None:
+    if ctx.s.method == "full" and ctx.written("quantization") and ctx.s.quantized_bits is None:
         yield Finding(("quantization",))
 
 
 def _full_with_kbit(ctx: RuleContext) -> Iterator[Finding]:
-    bits = _quantized_bits(ctx)
-    if ctx.method == "full" and bits is not None:
+    bits = ctx.s.quantized_bits
+    if ctx.s.method == "full" and bits is not None:
         yield Finding(("quantization", f"load_in_{bits}bit"), {"bits": bits})
 
 
 def _lora_with_quantization(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.method == "lora" and _quantized_bits(ctx) is not None:
+    if ctx.s.method == "lora" and ctx.s.quantized_bits is not None:
         yield Finding(("method",))
 
 

@@ -9,7 +9,7 @@ from runner.recipe.diagnostics import ERROR, WARNING
 
 
 def _fp16_and_bf16(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.training.get("bf16") is True and ctx.training.get("fp16") is True:
+    if ctx.s.training["bf16"] is True and ctx.s.training["fp16"] is True:
         yield Finding(("training", "fp16"))
 
 
@@ -18,22 +18,24 @@ def _bf16_unsupported(ctx: RuleContext) -> Iterator[Finding]:
     if card is None or card.bf16:
         return
     where = {"card": card.name if card.name != "custom" else card.label}
-    if ctx.setting("bf16") is True:
-        if "bf16" in ctx.training:
+    if ctx.s.training["bf16"] is True:
+        if ctx.written("training", "bf16"):
             yield Finding(("training", "bf16"), where)
         else:
             yield Finding(
-                ("training",) if "training" in ctx.data else ("hardware",),
+                ("training",) if ctx.written("training") else ("hardware",),
                 where,
                 message="TRL turns bf16 on by default (training sets neither bf16 nor fp16), "
                 "but {card} has no bfloat16 support",
             )
-    if ctx.model.get("dtype") == "bfloat16":
+    # a derived model.dtype follows bf16, which the finding above already reports
+    if ctx.written("model", "dtype") and ctx.s.model_dtype == "bfloat16":
         yield Finding(
             ("model", "dtype"), where, message="model.dtype bfloat16 is not supported by {card}"
         )
-    quant = ctx.block("quantization")
-    if quant.get("bnb_4bit_compute_dtype") == "bfloat16":
+    if ctx.written("quantization", "bnb_4bit_compute_dtype") and (
+        (ctx.s.quantization or {}).get("bnb_4bit_compute_dtype") == "bfloat16"
+    ):
         yield Finding(
             ("quantization", "bnb_4bit_compute_dtype"),
             where,
@@ -42,11 +44,12 @@ def _bf16_unsupported(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _dtype_mismatch(ctx: RuleContext) -> Iterator[Finding]:
-    dtype = ctx.model.get("dtype")
-    training = ctx.training
-    if dtype == "float16" and training.get("bf16") is True:
+    if not ctx.written("model", "dtype"):
+        return  # derived from the mixed precision, so it matches
+    dtype, training = ctx.s.model_dtype, ctx.s.training
+    if dtype == "float16" and training["bf16"] is True:
         yield Finding(("model", "dtype"), {"dtype": dtype, "flag": "bf16"})
-    elif dtype == "bfloat16" and training.get("fp16") is True:
+    elif dtype == "bfloat16" and training["fp16"] is True:
         yield Finding(("model", "dtype"), {"dtype": dtype, "flag": "fp16"})
 
 

@@ -1,0 +1,107 @@
+"""Held-out exact-match accuracy: greedy generation on eval rows, compared to the reference.
+
+Asked for with `data.exact_match` in the recipe (short-answer tasks such as the demo);
+`ExactMatchCallback` measures it when training begins and when it ends, for the
+summary and run.json.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from transformers import TrainerCallback
+
+from runner.after.generate import Sampling, generate
+from runner.data.templates import PromptFormat, prompt_token_ids, render_prompt
+from runner.expand.tokenizer import end_of_turn_ids
+from runner.recipe.settings import Settings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def exact_match(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    examples: list[dict[str, Any]],
+    stop_ids: list[int],
+    *,
+    max_new_tokens: int = 32,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """{"accuracy", "correct", "total", "samples"} over instruction-shaped examples.
+
+    Prompts are rendered with the same `render_prompt` as training; generation is greedy
+    and stops at the end-of-turn token; the answer matches when it equals the reference
+    after stripping surrounding whitespace.
+    """
+    rows = [e for e in examples if "response" in e]
+    prompts = [
+        prompt_token_ids(
+            fmt, tokenizer, render_prompt(fmt, tokenizer, e["instruction"], e["input"])
+        )
+        for e in rows
+    ]
+    completions = generate(
+        model,
+        tokenizer,
+        prompts,
+        Sampling(max_new_tokens=max_new_tokens),
+        stop_ids,
+        batch_size=batch_size,
+    )
+    correct, samples = 0, []
+    for example, completion in zip(rows, completions, strict=True):
+        correct += completion.text.strip() == example["response"].strip()
+        if len(samples) < 5:
+            samples.append(
+                {
+                    "prompt": example["instruction"],
+                    "expected": example["response"],
+                    "got": completion.text,
+                }
+            )
+    total = len(rows)
+    return {
+        "accuracy": correct / total if total else None,
+        "correct": correct,
+        "total": total,
+        "samples": samples,
+    }
+
+
+class ExactMatchCallback(TrainerCallback):
+    """Measures held-out exact match on the main process when training begins (unless
+    `before` is already known, as on resume) and when it ends."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tokenizer: PreTrainedTokenizerBase,
+        examples: list[dict[str, Any]],
+        before: dict[str, Any] | None = None,
+    ) -> None:
+        self.fmt = PromptFormat.of(settings)
+        self.options = dict(settings.exact_match or {})
+        self.tokenizer = tokenizer
+        self.examples = examples
+        self.stop_ids = end_of_turn_ids(tokenizer, settings.template)
+        self.before = before
+        self.after: dict[str, Any] | None = None
+
+    def _measure(self, model: PreTrainedModel) -> dict[str, Any]:
+        return exact_match(
+            model, self.tokenizer, self.fmt, self.examples, self.stop_ids, **self.options
+        )
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and self.before is None:
+            self.before = self._measure(model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero:
+            self.after = self._measure(model)
+
+    def record(self) -> dict[str, Any]:
+        return {"before": self.before, "after": self.after}

@@ -1,0 +1,43 @@
+"""`recipe merge RUN`: fold a LoRA/QLoRA adapter into its base and save a standalone model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from runner.cli.options import quiet_libraries
+from runner.cli.targets import SET_OPTION, target_of
+
+
+@click.command()
+@click.argument("run")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Directory for the merged model (default: RUN/merged); never overwritten.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["bfloat16", "float16", "float32"]),
+    help="Dtype of the merged weights (default: the recipe's model.dtype).",
+)
+@SET_OPTION
+def merge(run: str, out: Path | None, dtype: str | None, overrides: tuple[str, ...]) -> None:
+    """Merge a LoRA/QLoRA run's adapter into its base model and save a standalone model.
+
+    The result loads with plain AutoModelForCausalLM.from_pretrained and stops at the
+    run's end-of-turn token. A full fine-tuning run needs no merge.
+    """
+
+    from runner.after.merge import QLORA_NOTE, merge_adapter, merge_destination, merge_dtype
+
+    target = target_of(run, overrides)
+    dest = merge_destination(target, str(out) if out else None)
+    chosen = merge_dtype(target, dtype)
+    quiet_libraries()
+    click.echo(f"merging {target.weights} into {target.base} in {chosen} ...", err=True)
+    merged = merge_adapter(target, dest, chosen)
+    click.echo(f"merged model saved to {merged.out} (eos_token_id {merged.stop_ids})")
+    if merged.from_qlora:
+        click.echo(QLORA_NOTE.format(dtype=chosen), err=True)

@@ -1,0 +1,63 @@
+"""What several commands share: the `--set` option, checking a RECIPE argument, and
+keeping the libraries' chatter off the user's screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import click
+
+from runner.recipe.diagnostics import Diagnostic
+
+SET_OPTION = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value (repeatable), e.g. training.learning_rate=1e-4.",
+)
+
+
+def echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
+    """Print diagnostics to stderr, one per line."""
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.format(), err=True)
+
+
+def checked_recipe(recipe: str, overrides: Iterable[str] = (), **options):  # -> Checked
+    """Check RECIPE (path or shipped name) for a command that needs a usable recipe.
+
+    Warnings are printed to stderr; any error raises the RecipeError the command line
+    prints (every diagnostic, then a count). Returns the `runner.check.Checked`.
+    """
+    from runner.check import check_recipe
+
+    checked = check_recipe(recipe, tuple(overrides), **options)
+    if checked.ok:
+        echo_diagnostics(checked.warnings)
+    checked.require(subject=recipe)
+    return checked
+
+
+def echo_skipped(examples) -> None:
+    """Say how many bad rows `data.bad_rows: skip` dropped, and the first of them."""
+    if examples.skipped:
+        click.echo(
+            f"skipped {examples.skipped} bad row(s) (data.bad_rows: skip); first: "
+            f"{examples.bad_rows[0].format()}",
+            err=True,
+        )
+
+
+def quiet_libraries() -> None:
+    """Keep transformers' and datasets' progress bars and advice off the user's screen."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()

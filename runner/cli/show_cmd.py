@@ -1,0 +1,57 @@
+"""`recipe show RECIPE`: the resolved recipe, or what it expands to.
+
+`--as sft|lora|bnb` prints the keyword arguments from runner.expand.library_kwargs,
+computed without importing the libraries; `--as launch` prints exactly the command
+`recipe run` executes on this machine.
+"""
+
+from __future__ import annotations
+
+import click
+
+from runner.cli.options import SET_OPTION, checked_recipe
+from runner.errors import UserError
+from runner.recipe.load import dump_yaml
+
+LIBRARY_OBJECTS = {
+    "sft": ("sft_kwargs", "trl.SFTConfig"),
+    "lora": ("lora_kwargs", "peft.LoraConfig"),
+    "bnb": ("bnb_kwargs", "transformers.BitsAndBytesConfig"),
+}
+
+
+@click.command()
+@click.argument("recipe")
+@SET_OPTION
+@click.option(
+    "--as",
+    "as_",
+    type=click.Choice(["recipe", "sft", "lora", "bnb", "launch"]),
+    default="recipe",
+    show_default=True,
+    help="recipe: the resolved recipe; sft/lora/bnb: keyword arguments of SFTConfig / "
+    "LoraConfig / BitsAndBytesConfig; launch: the accelerate command `recipe run` executes.",
+)
+@click.option("--cpu", is_flag=True, help="With --as launch: as `recipe run --cpu` would run it.")
+def show(recipe: str, overrides: tuple[str, ...], as_: str, cpu: bool) -> None:
+    """Print RECIPE resolved (defaults and --set applied), or what it expands to."""
+    settings = checked_recipe(recipe, overrides).settings
+    if as_ == "recipe":
+        click.echo(dump_yaml(settings.resolved), nl=False)
+        return
+    if as_ == "launch":
+        from runner.expand.launch import launch_command, shell_command
+
+        click.echo(shell_command(launch_command(settings, force_cpu=cpu)))
+        return
+    from runner.expand import library_kwargs
+
+    function, target = LIBRARY_OBJECTS[as_]
+    kwargs = getattr(library_kwargs, function)(settings)
+    if kwargs is None:
+        reason = "method full trains no adapter" if as_ == "lora" else "the model is not quantized"
+        raise UserError(f"{recipe}: no {target} - {reason} (method: {settings.method})")
+    click.echo(f"# keyword arguments for {target}(**kwargs)")
+    if as_ == "sft":
+        click.echo("# (the run adds data-dependent arguments on top)")
+    click.echo(dump_yaml(kwargs), nl=False)

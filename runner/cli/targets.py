@@ -1,0 +1,26 @@
+"""The options and target lookup of the commands that use a trained run (`infer`,
+`chat`, `merge`, `eval`)."""
+
+from __future__ import annotations
+
+import click
+
+from runner.after.target import Target, find_target, with_overrides
+
+SET_OPTION = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key of the run's recipe, e.g. --set model.id=PATH for a moved base model.",
+)
+BASE_4BIT_OPTION = click.option(
+    "--base-4bit/--no-base-4bit",
+    default=None,
+    help="Load an adapter's base model in 4-bit (default: as trained, 4-bit for QLoRA).",
+)
+
+
+def target_of(reference: str, overrides: tuple[str, ...]) -> Target:
+    """The run or model RUN_OR_MODEL names, with `--set` applied to a run's recipe."""
+    return with_overrides(find_target(reference), overrides)

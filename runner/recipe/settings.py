@@ -1,0 +1,197 @@
+"""The effective settings of a recipe: the one typed view every step reads.
+
+`Settings(resolved)` wraps a resolved recipe (runner.recipe.resolve, where every
+default is decided) and answers the questions the lint rules, `recipe plan`, the
+expansion into library objects, training and the after-training commands all ask -
+which method, which dtype and mixed precision, which template, which launch strategy,
+what a training value will be once SFTConfig fills its own defaults - so each is
+answered in one place. Pure: no torch, transformers, trl or datasets import.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.recipe.hardware import Card, card_for
+from runner.recipe.resolve import BYTE_LEVEL, library_defaults
+from runner.recipe.template import Template
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A resolved recipe, read through named properties (see the module docstring)."""
+
+    resolved: dict[str, Any]
+
+    # --- the blocks, as resolved ------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.resolved.get("name", "run"))
+
+    @property
+    def method(self) -> str:
+        """full | lora | qlora."""
+        return str(self.resolved["method"])
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.resolved["model"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.resolved["data"]
+
+    @property
+    def launch(self) -> dict[str, Any]:
+        return self.resolved["launch"]
+
+    @property
+    def hardware(self) -> dict[str, Any]:
+        return self.resolved.get("hardware") or {}
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.resolved["output_dir"])
+
+    # --- training ---------------------------------------------------------------------
+
+    @functools.cached_property
+    def training(self) -> Mapping[str, Any]:
+        """Every training value as SFTConfig will see it: the recipe's, else TRL's
+        default (bf16 and activation_checkpointing are already decided in the resolved
+        recipe)."""
+        return self.effective("training")
+
+    def effective(self, block: str) -> dict[str, Any]:
+        """A library block (training, lora, quantization) with the library's defaults
+        (from the generated schema) under the recipe's values."""
+        return {**library_defaults(block), **(self.resolved.get(block) or {})}
+
+    @property
+    def seed(self) -> int:
+        return int(self.training["seed"])
+
+    @property
+    def max_length(self) -> int | None:
+        return self.training["max_length"]
+
+    @property
+    def mixed_precision(self) -> str:
+        """accelerate's mixed precision on a GPU: bf16, fp16 or no."""
+        if self.training["bf16"]:
+            return "bf16"
+        if self.training["fp16"]:
+            return "fp16"
+        return "no"
+
+    def strategy_of(self, kind: str) -> str:
+        """eval/save/logging strategy as a plain lower-case string."""
+        return str(self.training[f"{kind}_strategy"]).lower()
+
+    @property
+    def has_eval_data(self) -> bool:
+        """Whether data.eval is given (a fraction or a list of sources)."""
+        return bool(self.data.get("eval"))
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether the run evaluates during training."""
+        return self.has_eval_data and self.strategy_of("eval") != "no"
+
+    @property
+    def early_stopping(self) -> dict[str, Any] | None:
+        return self.resolved.get("early_stopping")
+
+    @property
+    def exact_match(self) -> dict[str, Any] | None:
+        return self.data.get("exact_match")
+
+    # --- model ------------------------------------------------------------------------
+
+    @property
+    def model_dtype(self) -> str:
+        """The dtype the weights are loaded in."""
+        return str(self.model["dtype"])
+
+    @property
+    def from_config(self) -> bool:
+        """The model is built from `model.config` with random weights."""
+        return isinstance(self.model.get("config"), dict)
+
+    @property
+    def byte_level_tokenizer(self) -> bool:
+        return self.model.get("tokenizer") == BYTE_LEVEL
+
+    @property
+    def adapter(self) -> bool:
+        """LoRA or QLoRA: an adapter is trained on a frozen base."""
+        return self.method in ("lora", "qlora")
+
+    @property
+    def lora(self) -> dict[str, Any] | None:
+        """LoraConfig fields, or None for full fine-tuning."""
+        block = self.resolved.get("lora")
+        return block if self.adapter and isinstance(block, dict) else None
+
+    @property
+    def quantization(self) -> dict[str, Any] | None:
+        """BitsAndBytesConfig fields, or None when the base is not quantized."""
+        block = self.resolved.get("quantization")
+        if self.method == "full" or not isinstance(block, dict):
+            return None
+        return block
+
+    @property
+    def quantized_bits(self) -> int | None:
+        block = self.resolved.get("quantization") or {}
+        if block.get("load_in_4bit") is True:
+            return 4
+        if block.get("load_in_8bit") is True:
+            return 8
+        return None
+
+    @property
+    def template(self) -> Template:
+        return Template(str(self.data["template"]))
+
+    # --- launch -----------------------------------------------------------------------
+
+    @property
+    def strategy(self) -> str:
+        """single | ddp | deepspeed | fsdp."""
+        return str(self.launch["strategy"])
+
+    @property
+    def num_processes(self) -> int:
+        return int(self.launch["num_processes"])
+
+    @property
+    def num_machines(self) -> int:
+        return int(self.launch["num_machines"])
+
+    @property
+    def zero_stage(self) -> int:
+        """The DeepSpeed ZeRO stage, 0 when DeepSpeed is not used."""
+        return int(self.launch["deepspeed"]["zero_stage"]) if self.strategy == "deepspeed" else 0
+
+    @property
+    def shards_weights(self) -> bool:
+        """ZeRO-3 or FSDP: each process holds a shard of the weights."""
+        return self.zero_stage == 3 or self.strategy == "fsdp"
+
+    # --- hardware ---------------------------------------------------------------------
+
+    @functools.cached_property
+    def card(self) -> Card | None:
+        """The card the recipe targets, or None when `hardware` names none."""
+        return card_for(self.hardware)
+
+    @property
+    def cpu_only(self) -> bool:
+        """The recipe itself asks to train on the CPU (hardware.gpu: cpu or use_cpu)."""
+        return self.hardware.get("gpu") == "cpu" or self.training["use_cpu"] is True

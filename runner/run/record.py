@@ -1,0 +1,157 @@
+"""A run's record in run.json: what it was made from, how it ended, and the summary line.
+
+`record_start` (by `recipe run`, before launch), `record_success` (by the training
+process's main rank), `final_metrics`, `summary_line`, and `translate_error` for the
+library failures a user can fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.errors import UserError
+
+
+def record_start(
+    run: Any, checked: Any, argv: list[str], examples: Any, overrides: tuple[str, ...]
+) -> None:
+    """Write the recipe as given and resolved, and run.json with its provenance, before
+    training starts."""
+    from runner.recipe.load import dump_yaml
+    from runner.run.directory import library_versions, now
+
+    recipe, settings = checked.recipe, checked.settings
+    if not run.recipe.is_file():
+        run.recipe.write_text(recipe.text, encoding="utf-8")
+    run.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
+    resolved = settings.resolved
+    run.update_run(
+        name=settings.name,
+        revision=resolved["revision"],
+        description=resolved.get("description"),
+        recipe_path=str(recipe.path.resolve()),
+        content_hash=f"sha256:{recipe.content_hash}",
+        schema_version=resolved.get("schema_version"),
+        overrides=list(overrides),
+        method=settings.method,
+        model=settings.model.get("id") or "model.config (random weights)",
+        versions=library_versions(),
+        command=argv,
+        started_at=now(),
+        finished_at=None,
+        status="running",
+        rows={
+            "train": len(examples.train),
+            "eval": len(examples.eval),
+            "skipped": examples.skipped,
+        },
+    )
+
+
+def final_metrics(
+    records: list[dict[str, Any]],
+    result: Any,
+    eval_metrics: dict[str, float],
+    state: Any,
+    seconds: float,
+    cpu_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Steps, tokens, time, tokens/s, first and final train loss, final eval loss.
+
+    `train_cpu_seconds` (CPU time of this process in the training loop) makes runs on a
+    shared CPU comparable where wall time is not."""
+    losses = [r["loss"] for r in records if "loss" in r]
+    tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+    return {
+        "steps": int(state.global_step),
+        "epochs": state.epoch,
+        "tokens": tokens,
+        "train_seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "train_cpu_seconds": round(cpu_seconds, 2) if cpu_seconds is not None else None,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "train_loss_mean": result.training_loss if result is not None else None,
+        "eval_loss": eval_metrics.get("eval_loss"),
+    }
+
+
+def record_success(
+    run: Any,
+    settings: Any,
+    trainer: Any,
+    result: Any,
+    eval_metrics: dict[str, float],
+    data: Any,
+    callbacks: Any,
+) -> None:
+    """Mark the run succeeded in run.json with its final metrics, and plot its loss
+    (main process only)."""
+    from runner.run.directory import now
+    from runner.run.metrics import plot_loss, read_metrics
+
+    records = read_metrics(run.metrics)
+    plot_loss(records, run.loss_plot, title=settings.name)
+    clock = callbacks.clock
+    examples = data.examples
+    run.update_run(
+        status="succeeded",
+        finished_at=now(),
+        metrics=final_metrics(
+            records, result, eval_metrics, trainer.state, clock.seconds, clock.cpu_seconds
+        ),
+        exact_match=callbacks.exact_match.record() if callbacks.exact_match else None,
+        data={
+            "shape": examples.shape,
+            "skipped_rows": examples.skipped,
+            "sources": examples.fingerprints,
+        },
+        model_path=str(run.final),
+        end_of_turn_token=data.end_of_turn,
+        pad_token=trainer.processing_class.pad_token,
+    )
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """One line a user reads at the end of `recipe run`."""
+    m = record.get("metrics") or {}
+    parts = [
+        f"{record.get('name', 'run')} {record.get('status', '?')}",
+        f"{m.get('steps', 0)} steps",
+        f"{m.get('tokens', 0):,} tokens",
+        f"{_fmt(m.get('train_seconds'), '.1f')} s",
+        f"{_fmt(m.get('tokens_per_second'), ',.0f')} tokens/s",
+        f"train loss {_fmt(m.get('first_loss'))} -> {_fmt(m.get('final_loss'))}",
+        f"eval loss {_fmt(m.get('eval_loss'))}",
+    ]
+    match = record.get("exact_match") or {}
+    if match.get("after"):
+        before = match["before"]["accuracy"] if match.get("before") else None
+        parts.append(
+            f"held-out exact match {_fmt(before, '.0%')} -> {_fmt(match['after']['accuracy'], '.0%')}"
+        )
+    parts.append(f"model in {record.get('model_path', '?')}")
+    return "; ".join(parts)
+
+
+def translate_error(exc: BaseException) -> UserError | None:
+    """A library failure the user can fix, as a UserError; None for a bug.
+
+    Running out of GPU memory is the user's to fix (a smaller batch or sequence,
+    checkpointing, LoRA); anything else that is not already a UserError keeps its
+    traceback.
+    """
+    if isinstance(exc, UserError):
+        return exc
+    if type(exc).__name__ == "OutOfMemoryError":
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return UserError(
+            f"out of GPU memory ({first}); lower training.per_device_train_batch_size or "
+            "training.max_length, turn on training.activation_checkpointing, or use lora/qlora "
+            "(`recipe plan` estimates the memory a recipe needs)"
+        )
+    return None
