@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "recipes" / "data" / "uppercase-train.jsonl"
+DATA = REPO / "runner" / "shipped" / "recipes" / "data" / "uppercase-train.jsonl"
 
 HAND_WRITTEN = textwrap.dedent(
     """

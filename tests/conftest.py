@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 
+from runner import RECIPES_DIR
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-DEMO_TRAIN = REPO / "recipes" / "data" / "uppercase-train.jsonl"
+DEMO_TRAIN = RECIPES_DIR / "data" / "uppercase-train.jsonl"
 
 
 @pytest.fixture(scope="session")

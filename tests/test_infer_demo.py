@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from runner import RECIPES_DIR
 
 pytestmark = pytest.mark.slow
 
-HELD_OUT = REPO / "recipes" / "data" / "uppercase-eval.jsonl"
+HELD_OUT = RECIPES_DIR / "data" / "uppercase-eval.jsonl"
 
 
 def recipe_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

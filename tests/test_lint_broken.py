@@ -105,8 +105,9 @@ def test_folder_lints_every_recipe_inside_and_exits_1_on_any_error() -> None:
 
 
 def test_every_rule_is_listed_in_the_format_docs() -> None:
-    from runner import PROJECT_ROOT
+    from conftest import REPO
+
     from runner.lint.rules import all_rules
 
-    docs = (PROJECT_ROOT / "docs" / "recipe-format.md").read_text()
+    docs = (REPO / "docs" / "recipe-format.md").read_text()
     assert not [rule.id for rule in all_rules() if f"`{rule.id}`" not in docs]

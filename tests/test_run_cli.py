@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, tiny_recipe, write_recipe
 
+from runner import RECIPES_DIR
 from runner.expand.placement import gpu_available
 
 
@@ -132,11 +133,11 @@ def test_preview_shows_the_prompt_untrained(tmp_path):
 
 
 def test_demo_data_is_reproducible(tmp_path):
-    before = {p.name: p.read_bytes() for p in (REPO / "recipes" / "data").glob("uppercase-*.jsonl")}
+    before = {p.name: p.read_bytes() for p in (RECIPES_DIR / "data").glob("uppercase-*.jsonl")}
     subprocess.run([sys.executable, str(REPO / "tools" / "make_demo_data.py")], check=True)
-    after = {p.name: p.read_bytes() for p in (REPO / "recipes" / "data").glob("uppercase-*.jsonl")}
+    after = {p.name: p.read_bytes() for p in (RECIPES_DIR / "data").glob("uppercase-*.jsonl")}
     assert before == after
-    json.loads((REPO / "recipes" / "data" / "uppercase-eval.jsonl").read_text().splitlines()[0])
+    json.loads((RECIPES_DIR / "data" / "uppercase-eval.jsonl").read_text().splitlines()[0])
 
 
 def test_a_model_that_cannot_be_found_fails_with_a_message_not_a_traceback(

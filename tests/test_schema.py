@@ -9,8 +9,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import REPO
 
-from runner import PROJECT_ROOT, RECIPES_DIR
+from runner import RECIPES_DIR
 from runner.recipe.load import load_recipe
 from runner.recipe.schema import SCHEMA_PATH
 
@@ -22,9 +23,7 @@ def committed_schema() -> dict:
 
 
 def load_generator():
-    spec = importlib.util.spec_from_file_location(
-        "gen_schema", PROJECT_ROOT / "tools" / "gen_schema.py"
-    )
+    spec = importlib.util.spec_from_file_location("gen_schema", REPO / "tools" / "gen_schema.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

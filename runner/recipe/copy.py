@@ -2,7 +2,10 @@
 
 The copy is a round-trip edit of the YAML document: only the keys being rewritten
 change. Relative paths (data files, a local model, the `$schema` modeline) are rewritten
-so they still point at the same files from the copy's folder.
+so they still point at the same files from the copy's folder: relative to it, except a
+file shipped inside the installed package (the demo data, the schema), which is written
+as an absolute path rather than a climb out of the user's folder into site-packages.
+With new data or a new model the `description` is rewritten to say what the copy trains.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from runner import SCHEMAS_DIR
+from runner import SCHEMAS_DIR, SHIPPED_DIR
 from runner.errors import UserError
 from runner.recipe.catalog import find_recipe
 from runner.recipe.load import load_recipe, round_trip_yaml
@@ -41,6 +44,14 @@ def recipe_name(dest: Path) -> str:
 def relative_to(path: Path, folder: Path) -> str:
     """`path` as seen from `folder` (POSIX separators, as recipes write them)."""
     return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+
+
+def reference_from(path: Path, folder: Path) -> str:
+    """How the copy in `folder` names `path`: absolute for a file shipped in the package
+    (it lives wherever the package is installed), else relative to `folder`."""
+    if path.resolve().is_relative_to(SHIPPED_DIR.resolve()):
+        return path.resolve().as_posix()
+    return relative_to(path, folder)
 
 
 def copy_recipe(
@@ -86,9 +97,14 @@ def copy_recipe(
         notes.append(f"data.train format: {data_format}")
     if model is not None:
         notes += _replace_model(doc, model, cwd, new_dir)
+    if (data is not None or model is not None) and "description" in doc:
+        doc["description"] = describe(doc, recipe.path.stem, new_dir)
+        notes.append(f"description: {doc['description']}")
 
     text = _dump(doc)
     text = _fix_header(text, recipe.path.stem, dest, new_dir, cwd)
+    if data is not None or model is not None:
+        text = _adapted_note(text, recipe.path.stem, data, model)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with dest.open("x", encoding="utf-8") as handle:  # "x": never overwrite
@@ -117,7 +133,7 @@ def _rebase_local_paths(doc: CommentedMap, old_dir: Path, new_dir: Path) -> None
                     and looks_local(ref, old_dir)
                     and not Path(ref).is_absolute()
                 ):
-                    item["source"] = relative_to(old_dir / ref, new_dir)
+                    item["source"] = reference_from(old_dir / ref, new_dir)
     model = doc.get("model")
     if isinstance(model, dict):
         for key in ("id", "tokenizer"):
@@ -128,7 +144,7 @@ def _rebase_local_paths(doc: CommentedMap, old_dir: Path, new_dir: Path) -> None
                 and looks_local(ref, old_dir)
                 and not Path(ref).is_absolute()
             ):
-                model[key] = relative_to(old_dir / ref, new_dir)
+                model[key] = reference_from(old_dir / ref, new_dir)
 
 
 def _replace_train(
@@ -173,16 +189,43 @@ def _replace_model(doc: CommentedMap, model: str, cwd: Path, new_dir: Path) -> l
     return notes
 
 
+METHOD_WORDS = {"full": "Full fine-tune", "lora": "LoRA", "qlora": "QLoRA"}
+
+
+def describe(doc: CommentedMap, source_name: str, folder: Path) -> str:
+    """A description of what the copy trains, from its method, model and data, e.g.
+    `Full fine-tune of meta-llama/Llama-3.2-1B-Instruct on my.jsonl (from
+    llama32-1b-full-3090)` - the original's words named the original's data."""
+    method = METHOD_WORDS.get(str(doc.get("method")), str(doc.get("method", "fine-tune")))
+    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    if "id" in model:
+        model_name = str(model["id"])
+    else:
+        config = model.get("config") if isinstance(model.get("config"), dict) else {}
+        model_name = f"a {config.get('model_type', 'model')} built from model.config"
+    block = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    train = block.get("train") if isinstance(block.get("train"), list) else []
+    sources = [str(s["source"]) for s in train if isinstance(s, dict) and "source" in s]
+    if sources:
+        first = sources[0]
+        data_name = Path(first).name if looks_local(first, folder) else first
+        data_name += f" and {len(sources) - 1} more" if len(sources) > 1 else ""
+        return f"{method} of {model_name} on {data_name} (from {source_name})"
+    return f"{method} of {model_name} (from {source_name})"
+
+
 def _dump(doc: Any) -> str:
     stream = io.StringIO()
-    round_trip_yaml().dump(doc, stream)
+    yaml = round_trip_yaml()
+    yaml.width = 4096  # a rewritten value stays on its line, as a person would write it
+    yaml.dump(doc, stream)
     return stream.getvalue()
 
 
 def _fix_header(text: str, old_name: str, dest: Path, new_dir: Path, cwd: Path) -> str:
     """Point the `$schema` modeline at the schema from the copy's folder, and the
     header's example commands at the copy."""
-    modeline = f"# yaml-language-server: $schema={relative_to(SCHEMA_FILE, new_dir)}"
+    modeline = f"# yaml-language-server: $schema={reference_from(SCHEMA_FILE, new_dir)}"
     text = (
         MODELINE.sub(lambda _: modeline, text, count=1)
         if MODELINE.search(text)
@@ -194,6 +237,19 @@ def _fix_header(text: str, old_name: str, dest: Path, new_dir: Path, cwd: Path) 
         shown = str(dest)
     pattern = re.compile(rf"^(#\s+recipe\s+\w+\s+){re.escape(old_name)}\b", re.MULTILINE)
     return pattern.sub(lambda m: m.group(1) + shown, text)
+
+
+def _adapted_note(text: str, old_name: str, data: str | None, model: str | None) -> str:
+    """Say under the modeline that the header's words describe the original recipe."""
+    changed = ", ".join(
+        part for part in (f"data {data}" if data else "", f"model {model}" if model else "") if part
+    )
+    note = (
+        f"# Adapted by `recipe new` from {old_name} ({changed});\n"
+        "# the comments below describe the original."
+    )
+    first, _, rest = text.partition("\n")
+    return f"{first}\n{note}\n{rest}" if MODELINE.match(first) else f"{note}\n{text}"
 
 
 __all__ = ["CommentedSeq", "RecipeCopyError", "copy_recipe", "recipe_name"]
