@@ -194,7 +194,7 @@ def trl_row(
     if "messages" in example:
         return {"messages": with_system_prompt(example["messages"], system)}
     if fmt.template.is_text:
-        prompt = render_text_prompt(fmt.template.kind, example["instruction"], example["input"])
+        prompt = render_text_prompt(fmt.template, example["instruction"], example["input"])
         return {"prompt": prompt, "completion": example["response"] + end_of_turn}
     prompt = chat_messages(example["instruction"], example["input"], system)
     answer = [{"role": "assistant", "content": example["response"]}]
