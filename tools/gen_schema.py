@@ -6,9 +6,10 @@
 `$defs.sft_config` comes from dataclasses.fields(trl.SFTConfig), `$defs.lora_config`
 from peft.LoraConfig, `$defs.bnb_config` from transformers.BitsAndBytesConfig's
 __init__ signature and docstring: types, enums, defaults and help text, all with
-`additionalProperties: false`. Plain-words descriptions in schemas/source/descriptions.yaml
-replace the library help for the keys a beginner touches. Fields the recipe owns
-elsewhere (runner.lint.rules.renamed_keys.KEY_FIXES, kind `moved`) are left out.
+`additionalProperties: false`; RANGES adds the numeric limits the libraries enforce.
+Plain-words descriptions in schemas/source/descriptions.yaml replace the library help
+for the keys a beginner touches. Fields the recipe owns elsewhere
+(runner.lint.rules.renamed_keys.KEY_FIXES, kind `moved`) are left out.
 Output is sorted and deterministic: regenerate after upgrading TRL/PEFT/transformers.
 """
 
@@ -62,6 +63,64 @@ BNB_TYPES: dict[str, dict[str, Any]] = {
     "bnb_4bit_quant_storage": {"enum": ["uint8", *DTYPES, None]},
 }
 EXTRA_ENUMS = {"report_to": REPORT_TO}
+
+# The values each numeric field accepts, from what the libraries check or need (a value
+# outside trains nothing, or fails only after the model has loaded). JSON Schema has no
+# "finite": NaN and infinity are refused by runner.lint.schema_check for every number.
+POSITIVE = {"exclusiveMinimum": 0}
+AT_LEAST_0 = {"minimum": 0}
+AT_LEAST_1 = {"minimum": 1}
+# logging/eval/save steps: below 1 a fraction of the total steps, above it a whole count
+# (TrainingArguments raises "must be an integer if bigger than 1").
+STEPS = {"exclusiveMinimum": 0, "if": {"minimum": 1}, "then": {"multipleOf": 1}}
+UNIT_OPEN = {"minimum": 0, "exclusiveMaximum": 1}  # [0, 1)
+RANGES: dict[str, dict[str, dict[str, Any]]] = {
+    "training": {
+        "per_device_train_batch_size": AT_LEAST_1,
+        "per_device_eval_batch_size": AT_LEAST_1,
+        "gradient_accumulation_steps": AT_LEAST_1,
+        "eval_accumulation_steps": AT_LEAST_1,
+        "num_train_epochs": POSITIVE,  # 0 or less: "succeeded" after 0 steps
+        "max_steps": {"minimum": -1},  # -1 (and 0): train for num_train_epochs
+        "max_length": AT_LEAST_1,  # null: no truncation
+        "learning_rate": POSITIVE,  # torch: "Invalid learning rate" below 0; 0 learns nothing
+        "warmup_steps": AT_LEAST_0,  # TrainingArguments: "Expected warmup_steps >= 0"
+        "weight_decay": AT_LEAST_0,  # torch AdamW: "Invalid weight_decay value"
+        "adam_beta1": UNIT_OPEN,  # torch Adam: "Invalid beta parameter"
+        "adam_beta2": UNIT_OPEN,
+        "adam_epsilon": AT_LEAST_0,  # torch Adam: "Invalid epsilon value"
+        "max_grad_norm": AT_LEAST_0,  # 0: no clipping
+        "label_smoothing_factor": {"minimum": 0, "maximum": 1},
+        "neftune_noise_alpha": AT_LEAST_0,
+        "router_aux_loss_coef": AT_LEAST_0,
+        "torch_empty_cache_steps": AT_LEAST_1,  # TrainingArguments: "bigger than 0"
+        "logging_steps": STEPS,
+        "eval_steps": STEPS,
+        "save_steps": STEPS,
+        "eval_delay": AT_LEAST_0,
+        "save_total_limit": AT_LEAST_1,  # null keeps every checkpoint (0 would too, silently)
+        "seed": {"minimum": 0, "maximum": 2**32 - 1},  # numpy's seed range
+        "data_seed": {"minimum": 0, "maximum": 2**32 - 1},
+        "dataloader_num_workers": AT_LEAST_0,  # torch DataLoader raises below 0
+        "dataloader_prefetch_factor": AT_LEAST_1,
+        "ddp_bucket_cap_mb": AT_LEAST_1,
+        "ddp_timeout": AT_LEAST_1,
+        "dataset_num_proc": AT_LEAST_1,  # datasets: num_proc must be at least 1
+        "pad_to_multiple_of": AT_LEAST_1,
+    },
+    "lora": {
+        "r": AT_LEAST_1,  # PEFT: "`r` should be a positive integer value"
+        "lora_alpha": AT_LEAST_1,  # scaling is lora_alpha / r: 0 switches the adapter off
+        "lora_dropout": UNIT_OPEN,  # torch Dropout needs [0, 1]; 1 drops every activation
+        "qalora_group_size": AT_LEAST_1,
+        "layers_to_transform": AT_LEAST_0,  # layer indexes
+        "alora_invocation_tokens": AT_LEAST_0,  # token ids
+        "trainable_token_indices": AT_LEAST_0,
+    },
+    "quantization": {
+        "llm_int8_threshold": AT_LEAST_0,
+    },
+}
 
 
 def load_yaml(path: Path) -> Any:
@@ -227,6 +286,35 @@ def docstring_args(doc: str) -> dict[str, str]:
     return {k: clean_help(v) for k, v in helps.items()}
 
 
+def with_range(schema: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with numeric limits added to its number parts: the schema itself, the
+    members of an anyOf, and the items of an array of numbers."""
+    out = dict(schema)
+    types = out.get("type")
+    names = [types] if isinstance(types, str) else list(types or [])
+    if "integer" in names or "number" in names:
+        out.update(limits)
+    if isinstance(out.get("items"), dict):
+        out["items"] = with_range(out["items"], limits)
+    if "anyOf" in out:
+        out["anyOf"] = [with_range(part, limits) for part in out["anyOf"]]
+    return out
+
+
+def add_ranges(block: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The block schema with RANGES applied; a field RANGES names that the library no
+    longer has is an error, so a rename upstream cannot drop a range silently."""
+    properties = schema["properties"]
+    for name, limits in RANGES[block].items():
+        if name not in properties:
+            raise SystemExit(f"RANGES names {block}.{name}, which the installed library lacks")
+        ranged = with_range(properties[name], limits)
+        if ranged == properties[name]:
+            raise SystemExit(f"RANGES {block}.{name}: the field has no number to limit")
+        properties[name] = ranged
+    return schema
+
+
 def generate() -> dict[str, Any]:
     """The full schema, from the base file and the installed libraries."""
     import peft
@@ -235,9 +323,11 @@ def generate() -> dict[str, Any]:
     base = load_yaml(BASE)
     descriptions = {str(k): clean_help(str(v)) for k, v in load_yaml(DESCRIPTIONS).items()}
     defs = base["$defs"]
-    defs["sft_config"] = dataclass_block(trl.SFTConfig, "training", descriptions)
-    defs["lora_config"] = dataclass_block(peft.LoraConfig, "lora", descriptions)
-    defs["bnb_config"] = bnb_block(descriptions)
+    defs["sft_config"] = add_ranges(
+        "training", dataclass_block(trl.SFTConfig, "training", descriptions)
+    )
+    defs["lora_config"] = add_ranges("lora", dataclass_block(peft.LoraConfig, "lora", descriptions))
+    defs["bnb_config"] = add_ranges("quantization", bnb_block(descriptions))
     _describe_runner_keys(base, descriptions)
     return base
 

@@ -8,6 +8,7 @@ rewritten into what a user can act on: the key, what is wrong in words, and a fi
 from __future__ import annotations
 
 import functools
+import math
 import re
 from typing import Any
 
@@ -65,13 +66,43 @@ def fast_validator() -> Any:
 
 def schema_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
     """Every schema error in `data`, as diagnostics positioned in `recipe`."""
+    diagnostics = non_finite_diagnostics(recipe, data)
     fast = fast_validator()
     if fast is not None and fast.is_valid(data):
-        return []
-    diagnostics: list[Diagnostic] = []
+        return diagnostics
+    said = {d.key for d in diagnostics}  # "must be finite" already covers these keys
     for error in validator().iter_errors(data):
-        diagnostics.extend(_describe(recipe, error))
+        diagnostics.extend(d for d in _describe(recipe, error) if d.key not in said)
     return diagnostics
+
+
+def non_finite_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagnostic]:
+    """A `bad-value` for every NaN or infinity (YAML `.nan`, `.inf`, `1e400`): JSON
+    Schema has no way to say "finite", and NaN passes every minimum and maximum."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [
+            recipe.diagnostic(
+                "bad-value",
+                path,
+                f"{_where(path)} must be a finite number, not {_infinite_word(data)}",
+                "write an ordinary number such as 2e-5; .nan, .inf and numbers beyond a "
+                "float's range (like 1e400) cannot train",
+            )
+        ]
+    out: list[Diagnostic] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out += non_finite_diagnostics(recipe, value, (*path, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            out += non_finite_diagnostics(recipe, value, (*path, index))
+    return out
+
+
+def _infinite_word(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "infinity" if value > 0 else "minus infinity"
 
 
 def describe_type(value: Any) -> str:
@@ -300,6 +331,11 @@ def _alternatives(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
             hint = "add `id: meta-llama/Llama-3.2-1B-Instruct` (or any model) under model"
         return [recipe.diagnostic("model-source", path, message, hint)]
     context = list(error.context or [])
+    # The value has the shape of one alternative but a bad part (a negative index in a
+    # list of indexes): describe that part.
+    inside = [c for c in context if c.relative_path and c.validator != "type"]
+    if inside:
+        return _describe(recipe, inside[0])
     # A value of the wrong type for every alternative: say which types would do.
     if context and all(c.validator == "type" and not c.absolute_path for c in context):
         types = [c.validator_value for c in context]
@@ -345,6 +381,10 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
     )
     if kind in words:
         message = f"{key} must be {words[kind]}, not {value!r}"
+        description = _default_hint(error.schema) or description or f"use a value {words[kind]}"
+    elif kind == "multipleOf" and limit == 1:
+        message = f"{key} must be a whole number when it is 1 or more, not {value!r}"
+        description = "below 1 it is a fraction of the total steps, e.g. 0.1 for every 10%"
     elif kind == "minLength":
         message = f"{key} must not be empty"
     elif kind == "minItems":
@@ -358,6 +398,16 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
     else:
         message = f"{key}: {error.message}"
     return recipe.diagnostic("bad-value", path, message, description)
+
+
+def _default_hint(schema: Any) -> str:
+    """`the default is 2e-05` when the key has a numeric default."""
+    if not isinstance(schema, dict):
+        return ""
+    default = schema.get("default")
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return ""
+    return f"the default is {default}"
 
 
 # jsonschema validator keyword -> the function that words its error
