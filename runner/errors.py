@@ -17,6 +17,8 @@ from __future__ import annotations
 class UserError(Exception):
     """A problem the user can fix; the message says where, what, and how."""
 
+    exit_code = 1  # what the command exits with (a stopped run uses its own)
+
     def report(self) -> list[str]:
         """The lines printed to stderr for this error."""
         return [f"error: {self}"]

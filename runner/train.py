@@ -1,5 +1,5 @@
 """Training entry point, started by `recipe run` as
-`accelerate launch ... -m runner.train RUN_DIR [--cpu] [--resume]`.
+`accelerate launch ... -m runner.train RUN_DIR [--cpu] [--resume CHECKPOINT]`.
 
 Reads top to bottom like trl/scripts/sft.py: settings, tokenizer and data, model,
 trainer, train, evaluate, save. Every decision lives elsewhere (runner.recipe resolves
@@ -20,9 +20,11 @@ from runner.expand.model import load_model
 from runner.expand.placement import Placement
 from runner.expand.tokenizer import load_tokenizer
 from runner.expand.training import run_sft_kwargs
+from runner.logs import log_file_of, quiet_libraries
 from runner.recipe.settings import Settings
 from runner.run.directory import RunDirectory, now
-from runner.run.record import record_success, translate_error
+from runner.run.record import record_stop, record_success, translate_error
+from runner.run.template_copy import save_chat_template
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,11 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cpu", action="store_true", help="train on the CPU (decided by `recipe run`)"
     )
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--resume", type=Path, help="the complete checkpoint to continue from")
     args = parser.parse_args(argv)
+    quiet_libraries(log_file_of(args.run_dir, "train"), cpu=args.cpu)  # logs/train.log
     run = RunDirectory(args.run_dir)
     try:
-        train(run, Placement(cpu=args.cpu), args.resume)
+        code = train(run, Placement(cpu=args.cpu), args.resume)
     except Exception as exc:
         error = translate_error(exc)
         if error is None:
@@ -43,9 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(error.report()), file=sys.stderr)
         run.update_run(status="failed", error=str(error), finished_at=now())
         sys.exit(1)
+    sys.exit(code)
 
 
-def train(run: RunDirectory, placement: Placement, resume: bool) -> None:
+def train(run: RunDirectory, placement: Placement, resume: Path | None) -> int:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -64,7 +68,7 @@ def train(run: RunDirectory, placement: Placement, resume: bool) -> None:
         base_dir=run.base,
     )
     lora = lora_kwargs(settings)
-    callbacks = run_callbacks(settings, run, tokenizer, data)
+    callbacks = run_callbacks(settings, run, tokenizer, data, resume)
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(
@@ -83,12 +87,18 @@ def train(run: RunDirectory, placement: Placement, resume: bool) -> None:
         callbacks=list(callbacks),
     )
 
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if callbacks.guard.reason is not None:  # diverged, or interrupted after a checkpoint
+        return (
+            record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
+        )
     eval_metrics = trainer.evaluate() if data.eval is not None else {}
     trainer.save_model(str(run.final))  # the full model, or the adapter for LoRA/QLoRA
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(run.final)
+        save_chat_template(run.path, tokenizer, settings.template)  # template/ in the run
         record_success(run, settings, trainer, result, eval_metrics, data, callbacks)
+    return 0
 
 
 if __name__ == "__main__":

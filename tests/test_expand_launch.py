@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from conftest import settings_of
 
@@ -32,7 +33,7 @@ def test_ddp_on_two_nodes_with_user_arguments_last():
                  "launch.main_process_port=29500"),
         GPU,
         extra=["--same_network"],
-        resume=True,
+        resume=Path("/runs/a/checkpoint-80"),
     )  # fmt: skip
     assert argv == [
         "accelerate", "launch", "--quiet",
@@ -40,7 +41,7 @@ def test_ddp_on_two_nodes_with_user_arguments_last():
         "--mixed_precision", "bf16", "--dynamo_backend", "no",
         "--machine_rank", "1", "--main_process_ip", "10.0.0.1", "--main_process_port", "29500",
         "--multi_gpu", "--same_network",
-        "-m", "runner.train", "/runs/a", "--resume",
+        "-m", "runner.train", "/runs/a", "--resume", "/runs/a/checkpoint-80",
     ]  # fmt: skip
 
 

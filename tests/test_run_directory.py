@@ -2,39 +2,139 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
+
 import pytest
 
-from runner.run.directory import RunDirectory, RunDirError, prepare_run_dir
+from runner.run.directory import RunDirectory, RunDirError, this_host
 from runner.run.metrics import loss_curves, plot_loss
+from runner.run.ownership import RunLock, claim_run_dir
 from runner.run.record import summary_line
 
 
-def test_an_empty_or_missing_output_dir_is_created(tmp_path):
-    run = prepare_run_dir(tmp_path / "new" / "run", overwrite=False, resume=False)
-    assert run.path.is_dir()
+def claim(path: Path, **flags):
+    run, lock = claim_run_dir(path, **{"overwrite": False, "resume": False, **flags})
+    lock.release()
+    return run
 
 
-def test_overwrite_replaces_an_earlier_run(tmp_path):
-    run = RunDirectory(tmp_path / "run")
-    run.path.mkdir()
+def checksums(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def earlier_run(path: Path) -> RunDirectory:
+    run = claim(path)
     run.write_run({"status": "succeeded"})
     (run.path / "checkpoint-3").mkdir()
-    prepare_run_dir(run.path, overwrite=True, resume=False)
-    assert run.path.is_dir() and not any(run.path.iterdir())
+    (run.path / "checkpoint-3" / "model.safetensors").write_bytes(b"x")
+    (run.path / "metrics.jsonl").write_text("{}\n")
+    return run
+
+
+def test_an_empty_or_missing_output_dir_is_created_and_marked(tmp_path):
+    run = claim(tmp_path / "new" / "run")
+    assert run.path.is_dir() and run.is_run() and run.run_id()
+
+
+def test_overwrite_replaces_an_earlier_run_and_only_what_the_runner_wrote(tmp_path):
+    run = earlier_run(tmp_path / "run")
+    first = run.run_id()
+    claim(run.path, overwrite=True)
+    assert sorted(p.name for p in run.path.iterdir()) == [".recipe-run", ".recipe-run.lock"]
+    assert run.run_id() != first  # a new run
+
+
+@pytest.mark.parametrize("stray", ["run.json", "recipe.resolved.yaml"])
+def test_a_folder_with_a_stray_run_file_is_not_a_run_and_nothing_is_deleted(tmp_path, stray):
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "chapter1.tex").write_text("precious")
+    (folder / stray).write_text("{}")
+    before = checksums(folder)
+    for flags in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(RunDirError, match="is not a run directory"):
+            claim(folder, **flags)
+    assert checksums(folder) == before and len(list(folder.iterdir())) == 2
+
+
+def test_a_run_directory_holding_a_users_file_is_never_overwritten(tmp_path):
+    run = earlier_run(tmp_path / "run")
+    (run.path / "notes.txt").write_text("mine")
+    before = checksums(run.path)
+    with pytest.raises(RunDirError, match=r"files the runner did not write \(notes.txt\)"):
+        claim(run.path, overwrite=True)
+    assert checksums(run.path) == before
+
+
+def test_overwrite_refuses_the_current_directory_home_and_a_folder_holding_the_recipe(
+    tmp_path, monkeypatch
+):
+    run = earlier_run(tmp_path / "project")
+    before = checksums(run.path)
+    monkeypatch.chdir(run.path)
+    with pytest.raises(RunDirError, match="it is the current directory"):
+        claim(Path("."), overwrite=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(run.path))
+    with pytest.raises(RunDirError, match="it is your home"):
+        claim(run.path, overwrite=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
+    recipe = run.path / "checkpoint-3" / "model.safetensors"  # stands for a used file
+    with pytest.raises(RunDirError, match="which the recipe uses"):
+        claim(run.path, overwrite=True, protected=[recipe])
+    assert checksums(run.path) == before
+
+
+def test_a_second_run_into_a_locked_directory_is_refused_with_the_holder(tmp_path):
+    run = earlier_run(tmp_path / "run")
+    holder = RunLock(run).acquire()
+    try:
+        with pytest.raises(RunDirError, match=r"in use by another `recipe run` \(pid \d+ on "):
+            claim(run.path, overwrite=True)
+        assert (run.path / "checkpoint-3").is_dir()  # nothing deleted under a live run
+    finally:
+        holder.release()
+    claim(run.path, overwrite=True)  # free again once the holder is gone
 
 
 def test_resume_needs_a_checkpoint_and_keeps_the_directory(tmp_path):
-    run = RunDirectory(tmp_path / "run")
-    run.path.mkdir()
+    run = claim(tmp_path / "run")
     run.write_run({"status": "failed"})
     with pytest.raises(RunDirError, match="no checkpoint to resume from"):
-        prepare_run_dir(run.path, overwrite=False, resume=True)
+        claim(run.path, resume=True)
     for step in (10, 2):
         (run.path / f"checkpoint-{step}").mkdir()
-    assert (
-        prepare_run_dir(run.path, overwrite=False, resume=True).checkpoints()[-1].name
-        == "checkpoint-10"
-    )
+    assert claim(run.path, resume=True).checkpoints()[-1].name == "checkpoint-10"
+
+
+def test_a_running_run_whose_process_is_gone_is_stale(tmp_path):
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run = claim(tmp_path / "run")
+    run.write_run({"status": "running", "pid": gone.pid, "host": this_host()})
+    assert run.status() == "stale"
+    run.update_run(pid=os.getpid())
+    assert run.status() == "running"
+
+
+def test_run_json_is_strict_json_even_with_a_nan_loss(tmp_path):
+    run = claim(tmp_path / "run")
+    run.write_run({"metrics": {"final_loss": float("nan"), "x": [float("inf"), 1.0]}})
+
+    def refuse(name):
+        raise AssertionError(f"{name} in run.json")
+
+    record = json.loads(run.run_json.read_text(), parse_constant=refuse)
+    assert record["metrics"] == {"final_loss": None, "x": [None, 1.0]}
 
 
 def test_run_json_updates_keep_earlier_fields(tmp_path):

@@ -7,6 +7,7 @@ summary and run.json.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
@@ -73,7 +74,8 @@ def exact_match(
 
 class ExactMatchCallback(TrainerCallback):
     """Measures held-out exact match on the main process when training begins (unless
-    `before` is already known, as on resume) and when it ends."""
+    `before` is already known, as on resume; `keep` records it at once) and when it
+    ends."""
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ class ExactMatchCallback(TrainerCallback):
         tokenizer: PreTrainedTokenizerBase,
         examples: list[dict[str, Any]],
         before: dict[str, Any] | None = None,
+        keep: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.fmt = PromptFormat.of(settings)
         self.options = dict(settings.exact_match or {})
@@ -88,6 +91,7 @@ class ExactMatchCallback(TrainerCallback):
         self.examples = examples
         self.stop_ids = end_of_turn_ids(tokenizer, settings.template)
         self.before = before
+        self.keep = keep
         self.after: dict[str, Any] | None = None
 
     def _measure(self, model: PreTrainedModel) -> dict[str, Any]:
@@ -98,6 +102,8 @@ class ExactMatchCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero and self.before is None:
             self.before = self._measure(model)
+            if self.keep is not None:
+                self.keep(self.before)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero:

@@ -73,7 +73,7 @@ class LazyGroup(click.Group):
         except UserError as exc:
             for line in exc.report():
                 click.echo(line, err=True)
-            ctx.exit(1)
+            ctx.exit(exc.exit_code)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing help must not import every command module (and with them torch).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from runner.expand.placement import Placement, choose_placement, gpu_available, mixed_precision
@@ -30,9 +31,10 @@ def launch_argv(
     placement: Placement,
     *,
     extra: Sequence[str] = (),
-    resume: bool = False,
+    resume: Path | None = None,
 ) -> list[str]:
-    """`accelerate launch ... -m runner.train RUN_DIR` for a recipe on a placement.
+    """`accelerate launch ... -m runner.train RUN_DIR` for a recipe on a placement
+    (`resume`: the complete checkpoint the training process continues from).
 
     single: one process; ddp: --multi_gpu; deepspeed: ZeRO settings from launch.deepspeed
     (or its config file); fsdp: FSDP settings from launch.fsdp. Several machines add
@@ -70,13 +72,17 @@ def launch_argv(
     argv += ["-m", TRAIN_MODULE, str(settings.output_dir)]
     if placement.cpu:
         argv.append("--cpu")
-    if resume:
-        argv.append("--resume")
+    if resume is not None:
+        argv += ["--resume", str(resume)]
     return argv
 
 
 def launch_command(
-    settings: Settings, *, force_cpu: bool = False, extra: Sequence[str] = (), resume: bool = False
+    settings: Settings,
+    *,
+    force_cpu: bool = False,
+    extra: Sequence[str] = (),
+    resume: Path | None = None,
 ) -> list[str]:
     """The argv `recipe run` executes on this machine (placement decided here, once)."""
     placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=force_cpu)

@@ -9,6 +9,7 @@ data-dependent and machine-dependent arguments on top, all in plain sight:
   (TRL reads it from there; its `pad_token` argument is deprecated);
 - on CPU: `use_cpu`, and bf16/fp16 switched off (CPU trains in the model's dtype);
 - `include_num_input_tokens_seen` so the summary can count tokens;
+- `logging_nan_inf_filter: false`, so a non-finite loss is logged as it is;
 - `report_to: none` written as an empty list.
 """
 
@@ -41,6 +42,9 @@ def run_sft_kwargs(
         kwargs["bf16"] = False
         kwargs["fp16"] = False
     kwargs.setdefault("include_num_input_tokens_seen", "non_padding")
+    # Log a non-finite loss as it is (the Trainer would average it away), so the logs and
+    # the divergence guard (runner.run.guard) see it.
+    kwargs.setdefault("logging_nan_inf_filter", False)
     report_to = kwargs.get("report_to")
     if report_to in (None, "none") or report_to == ["none"]:
         kwargs["report_to"] = []

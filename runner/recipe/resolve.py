@@ -67,7 +67,7 @@ def resolve_recipe(
         if key in resolved and key not in LIBRARY_BLOCKS:
             resolved[key] = fill_defaults(resolved[key], node)
         elif key not in resolved and "default" in node:
-            resolved[key] = copy.deepcopy(node["default"])
+            resolved[key] = fill_defaults(copy.deepcopy(node["default"]), node)
     resolved["training"] = resolve_training(resolved.get("training") or {})
     _resolve_model(resolved["model"], resolved["training"], recipe_dir)
     _resolve_data(resolved["data"], recipe_dir)

@@ -1,46 +1,82 @@
 """The Trainer callbacks of a run, each a plain transformers TrainerCallback in sight:
-metrics.jsonl, the training clock, held-out exact match, early stopping."""
+metrics.jsonl, the training clock, the guard (divergence, interrupts), checkpoint
+completeness, held-out exact match, early stopping."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.data.prepare import TrainingData
 from runner.recipe.settings import Settings
+from runner.run.checkpoints import CheckpointProgress, progress_of, step_of
 from runner.run.directory import RunDirectory
+from runner.run.guard import RunGuard
 from runner.run.metrics import MetricsFileCallback, TrainingClock
 
 
 @dataclass
 class RunCallbacks:
-    """The callbacks SFTTrainer gets, by name (the run record reads the clock and the
-    exact-match results from them)."""
+    """The callbacks SFTTrainer gets, by name (the run record reads the clock, the guard
+    and the exact-match results from them)."""
 
     metrics: MetricsFileCallback
     clock: TrainingClock
+    guard: RunGuard
+    progress: CheckpointProgress
     exact_match: Any | None = None  # runner.after.exact_match.ExactMatchCallback
     early_stopping: Any | None = None  # transformers.EarlyStoppingCallback
+    resumed_from: int | None = None  # the step of the checkpoint this session resumed
 
     def __iter__(self) -> Iterator[Any]:
         # The clock comes before exact match, so the clock stops before it measures.
-        for callback in (self.metrics, self.clock, self.exact_match, self.early_stopping):
+        for callback in (
+            self.metrics,
+            self.clock,
+            self.guard,
+            self.progress,
+            self.exact_match,
+            self.early_stopping,
+        ):
             if callback is not None:
                 yield callback
 
 
+def first_logged_loss(run: RunDirectory) -> float | None:
+    from runner.run.metrics import read_metrics
+
+    return next((r["loss"] for r in read_metrics(run.metrics) if "loss" in r), None)
+
+
 def run_callbacks(
-    settings: Settings, run: RunDirectory, tokenizer: Any, data: TrainingData
+    settings: Settings,
+    run: RunDirectory,
+    tokenizer: Any,
+    data: TrainingData,
+    resume: Path | None = None,
 ) -> RunCallbacks:
-    """The callbacks a recipe asks for."""
-    callbacks = RunCallbacks(MetricsFileCallback(run.metrics), TrainingClock())
+    """The callbacks a recipe asks for (`resume`: the checkpoint this session resumes)."""
+    earlier = progress_of(resume) if resume is not None else {}
+    clock = TrainingClock(earlier.get("seconds") or 0.0, earlier.get("cpu_seconds") or 0.0)
+    callbacks = RunCallbacks(
+        MetricsFileCallback(run.metrics),
+        clock,
+        RunGuard(run, settings, first_logged_loss(run) if resume is not None else None),
+        CheckpointProgress(run, clock),
+        resumed_from=step_of(resume) if resume is not None else None,
+    )
     if settings.exact_match is not None:
         from runner.after.exact_match import ExactMatchCallback
 
-        earlier = (run.read_run().get("exact_match") or {}) if run.run_json.is_file() else {}
+        measured = (run.read_run().get("exact_match") or {}) if resume is not None else {}
         callbacks.exact_match = ExactMatchCallback(
-            settings, tokenizer, data.examples.eval, before=earlier.get("before")
+            settings,
+            tokenizer,
+            data.examples.eval,
+            before=measured.get("before"),  # a resumed run keeps the untrained model's score
+            keep=lambda before: run.update_run(exact_match={"before": before, "after": None}),
         )
     if settings.early_stopping is not None:
         from transformers import EarlyStoppingCallback

@@ -1,5 +1,7 @@
 """The run directory (the recipe's output_dir): what a run writes, and where.
 
+.recipe-run             the marker: written first, the only proof a folder is a run
+.recipe-run.lock        held (fcntl) by the `recipe run` that is using the directory
 recipe.yaml             the recipe as given (byte for byte)
 recipe.resolved.yaml    the resolved recipe (defaults, --set values, absolute paths)
 run.json                provenance and outcome (see docs/run-directory.md)
@@ -14,8 +16,9 @@ final/                  the trained model (full) or adapter (LoRA/QLoRA) + token
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +26,8 @@ from typing import Any
 
 from runner.errors import UserError
 
+MARKER = ".recipe-run"
+LOCK = ".recipe-run.lock"
 RECIPE = "recipe.yaml"
 RESOLVED = "recipe.resolved.yaml"
 RUN_JSON = "run.json"
@@ -31,6 +36,37 @@ LOSS_PLOT = "loss.png"
 TENSORBOARD = "tensorboard"
 FINAL = "final"
 BASE = "base"
+EVAL_JSON = "eval.json"
+EVAL_GENERATIONS = "eval-generations.jsonl"
+MERGED = "merged"
+# Everything the runner writes at the top of a run directory (checkpoint-<step>/ too).
+# `--overwrite` deletes these and nothing else; a folder holding anything more is not
+# the runner's to delete.
+RUNNER_ENTRIES = frozenset(
+    {
+        MARKER,
+        LOCK,
+        RECIPE,
+        RESOLVED,
+        RUN_JSON,
+        RUN_JSON + ".tmp",
+        METRICS,
+        LOSS_PLOT,
+        TENSORBOARD,
+        FINAL,
+        BASE,
+        BASE + ".partial",
+        EVAL_JSON,
+        EVAL_GENERATIONS,
+        MERGED,
+        MERGED + ".partial",
+        ".recipe-stop",
+        "template",  # the template text the run used (runner.run.template_copy)
+        "logs",  # the libraries' full logs (runner.logs)
+        "README.md",  # the model card the Trainer writes when it saves the model
+    }
+)
+STATUSES = ("running", "succeeded", "failed", "diverged", "interrupted", "stale")
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes")
 
 
@@ -40,6 +76,45 @@ class RunDirError(UserError):
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def finite_or_none(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None, so it is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def strict_json(value: Any, **kwargs: Any) -> str:
+    """JSON text that any parser reads: no NaN or Infinity (they become null)."""
+    return json.dumps(finite_or_none(value), allow_nan=False, default=str, **kwargs)
+
+
+def is_runner_entry(name: str) -> bool:
+    """Whether a top-level name in a run directory is one the runner writes."""
+    if name in RUNNER_ENTRIES or name.startswith(".recipe-node-"):
+        return True
+    name = name.removeprefix("incomplete-")
+    return name.startswith("checkpoint-") and name.removeprefix("checkpoint-").isdigit()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+def this_host() -> str:
+    return socket.gethostname()
 
 
 def library_versions() -> dict[str, str | None]:
@@ -100,16 +175,70 @@ class RunDirectory:
         found = [p for p in self.path.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
+    @property
+    def stop_request(self) -> Path:
+        """Written by `recipe run` on Ctrl-C: every training process stops at the next
+        step boundary, after a checkpoint."""
+        return self.path / ".recipe-stop"
+
+    @property
+    def marker(self) -> Path:
+        return self.path / MARKER
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK
+
     def is_run(self) -> bool:
-        return self.run_json.is_file() or self.resolved.is_file()
+        """A folder is a run when, and only when, the runner's marker is in it."""
+        return self.marker.is_file()
+
+    def write_marker(self, version: str) -> None:
+        """Mark the (new, empty) folder as a run directory of this runner."""
+        import uuid
+
+        record = {"runner": "recipe-runner", "version": version, "run_id": uuid.uuid4().hex}
+        self.marker.write_text(strict_json({**record, "created_at": now()}) + "\n")
+
+    def run_id(self) -> str | None:
+        try:
+            return json.loads(self.marker.read_text(encoding="utf-8")).get("run_id")
+        except (OSError, ValueError):
+            return None
+
+    def foreign_entries(self) -> list[str]:
+        """Top-level names in the folder that the runner did not write."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if not is_runner_entry(p.name))
+
+    def keep_metrics_until(self, step: int) -> None:
+        """Drop metrics.jsonl records after `step` (a resumed run logs them again)."""
+        if not self.metrics.is_file():
+            return
+        lines = self.metrics.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line and json.loads(line).get("step", 0) <= step]
+        self.metrics.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def read_run(self) -> dict[str, Any]:
         return json.loads(self.run_json.read_text(encoding="utf-8"))
 
+    def status(self) -> str:
+        """The run's status as it is now: run.json's, except `stale` for a run that says
+        `running` while the process that ran it is gone (killed, or the machine died)."""
+        if not self.run_json.is_file():
+            return "unknown"
+        record = self.read_run()
+        status = str(record.get("status", "unknown"))
+        pid, host = record.get("pid"), record.get("host")
+        if status == "running" and isinstance(pid, int) and host == this_host():
+            return status if process_alive(pid) else "stale"
+        return status
+
     def write_run(self, record: dict[str, Any]) -> None:
-        """Write run.json atomically (a crash never leaves half a file)."""
+        """Write run.json atomically (a crash never leaves half a file), as strict JSON."""
         tmp = self.run_json.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(strict_json(record, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.run_json)
 
     def update_run(self, **fields: Any) -> dict[str, Any]:
@@ -122,36 +251,3 @@ class RunDirectory:
         from runner.recipe.load import round_trip_yaml, to_plain
 
         return to_plain(round_trip_yaml().load(self.resolved.read_text(encoding="utf-8")))
-
-
-def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> RunDirectory:
-    """Check the output directory can take this run, and create it.
-
-    A non-empty directory is refused, unless `resume` (it must hold a checkpoint of an
-    earlier run) or `overwrite` (it must be an earlier run directory, which is removed;
-    any other non-empty folder is never deleted).
-    """
-    run = RunDirectory(path)
-    busy = path.exists() and (not path.is_dir() or any(path.iterdir()))
-    if resume:
-        if not run.checkpoints():
-            raise RunDirError(
-                f"{path}: no checkpoint to resume from (checkpoints are saved per "
-                "training.save_strategy; run without --resume to start afresh)"
-            )
-        return run
-    if busy and not overwrite:
-        raise RunDirError(
-            f"{path} exists and is not empty; refusing to overwrite it "
-            "(pass --overwrite to replace an earlier run, --resume to continue it, "
-            "or choose another output_dir with --set output_dir=...)"
-        )
-    if busy:
-        if not run.is_run():
-            raise RunDirError(
-                f"{path} is not a run directory (no run.json); --overwrite only replaces "
-                "earlier runs (empty it yourself or choose another output_dir)"
-            )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return run

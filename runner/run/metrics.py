@@ -9,6 +9,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from runner.run.directory import strict_json
+
 
 class MetricsFileCallback(TrainerCallback):
     """Appends each `Trainer.log` call (train and eval) to metrics.jsonl, on rank 0."""
@@ -21,26 +23,34 @@ class MetricsFileCallback(TrainerCallback):
             return
         record = {"step": state.global_step, "epoch": state.epoch, **logs}
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+            f.write(strict_json(record) + "\n")  # a non-finite loss is written as null
 
 
 class TrainingClock(TrainerCallback):
     """Wall and CPU seconds of the training loop: from its first step to its end (what
-    callbacks do when training begins, such as exact match, is not counted)."""
+    callbacks do when training begins, such as exact match, is not counted). A resumed
+    run starts from the seconds its checkpoint recorded, so the total covers the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 0.0, cpu_seconds: float = 0.0) -> None:
+        self.earlier = (seconds, cpu_seconds)
         self.started: tuple[float, float] | None = None
-        self.seconds = 0.0
-        self.cpu_seconds = 0.0
+        self.seconds, self.cpu_seconds = seconds, cpu_seconds
+
+    def elapsed(self) -> tuple[float, float]:
+        """(wall, CPU) seconds so far, earlier sessions included."""
+        if self.started is None:
+            return self.earlier
+        return (
+            self.earlier[0] + time.perf_counter() - self.started[0],
+            self.earlier[1] + time.process_time() - self.started[1],
+        )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self.started is None:
             self.started = (time.perf_counter(), time.process_time())
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.started is not None:
-            self.seconds = time.perf_counter() - self.started[0]
-            self.cpu_seconds = time.process_time() - self.started[1]
+        self.seconds, self.cpu_seconds = self.elapsed()
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """A run's record in run.json: what it was made from, how it ended, and the summary line.
 
-`record_start` (by `recipe run`, before launch), `record_success` (by the training
-process's main rank), `final_metrics`, `summary_line`, and `translate_error` for the
-library failures a user can fix.
+`record_start` (by `recipe run`, before launch), `record_success` / `record_stop` (by
+the training process's main rank: succeeded, or diverged / interrupted), `final_metrics`,
+`summary_line`, and `translate_error` for the library failures a user can fix. run.json
+is strict JSON: a non-finite number is written as null.
 """
 
 from __future__ import annotations
@@ -10,21 +11,33 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import UserError
+from runner.run.provenance import start_provenance
 
 
 def record_start(
-    run: Any, checked: Any, argv: list[str], examples: Any, overrides: tuple[str, ...]
+    run: Any,
+    checked: Any,
+    argv: list[str],
+    examples: Any,
+    overrides: tuple[str, ...],
+    resume: Any = None,
 ) -> None:
     """Write the recipe as given and resolved, and run.json with its provenance, before
-    training starts."""
+    training starts (on resume: the resumed-from step, earlier fields kept)."""
+    import os
+
     from runner.recipe.load import dump_yaml
-    from runner.run.directory import library_versions, now
+    from runner.run.directory import library_versions, now, this_host
 
     recipe, settings = checked.recipe, checked.settings
     if not run.recipe.is_file():
         run.recipe.write_text(recipe.text, encoding="utf-8")
     run.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
     resolved = settings.resolved
+    earlier = run.read_run() if resume is not None and run.run_json.is_file() else {}
+    if resume is not None:
+        resumes = [*earlier.get("resumes", []), {"from_step": resume.step, "at": now()}]
+        run.update_run(resumes=resumes, error=None, stopped=None)
     run.update_run(
         name=settings.name,
         revision=resolved["revision"],
@@ -36,16 +49,41 @@ def record_start(
         method=settings.method,
         model=settings.model.get("id") or "model.config (random weights)",
         versions=library_versions(),
+        **start_provenance(run.path, settings),  # runner version, lock hash, template copy
         command=argv,
-        started_at=now(),
+        started_at=earlier.get("started_at") or now(),
         finished_at=None,
         status="running",
+        pid=os.getpid(),
+        host=this_host(),
         rows={
             "train": len(examples.train),
             "eval": len(examples.eval),
             "skipped": examples.skipped,
         },
     )
+
+
+def train_loss_mean(
+    records: list[dict[str, Any]], result: Any, steps: int, resumed_from: int | None
+) -> float | None:
+    """The mean training loss over the whole run. The Trainer's own covers only the
+    steps this session trained, so a resumed run adds the logged losses (each the mean
+    over its logging interval) up to the step it resumed from."""
+    mean = result.training_loss if result is not None else None
+    if mean is None or resumed_from is None or steps <= 0:
+        return mean
+    before, covered, previous = 0.0, 0, 0
+    for record in records:
+        step, loss = record.get("step", 0), record.get("loss")
+        if step > resumed_from:
+            break
+        if isinstance(loss, float):
+            before += loss * (step - previous)
+            covered += step - previous
+            previous = step
+    after = mean * (steps - resumed_from)  # the Trainer's mean is over this session's steps
+    return (before + after) / (covered + steps - resumed_from)
 
 
 def final_metrics(
@@ -55,8 +93,10 @@ def final_metrics(
     state: Any,
     seconds: float,
     cpu_seconds: float | None = None,
+    resumed_from: int | None = None,
 ) -> dict[str, Any]:
-    """Steps, tokens, time, tokens/s, first and final train loss, final eval loss.
+    """Steps, tokens, time, tokens/s, first and final train loss, final eval loss, over
+    the whole run (a resumed run included).
 
     `train_cpu_seconds` (CPU time of this process in the training loop) makes runs on a
     shared CPU comparable where wall time is not."""
@@ -71,7 +111,7 @@ def final_metrics(
         "train_cpu_seconds": round(cpu_seconds, 2) if cpu_seconds is not None else None,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
-        "train_loss_mean": result.training_loss if result is not None else None,
+        "train_loss_mean": train_loss_mean(records, result, int(state.global_step), resumed_from),
         "eval_loss": eval_metrics.get("eval_loss"),
     }
 
@@ -98,7 +138,13 @@ def record_success(
         status="succeeded",
         finished_at=now(),
         metrics=final_metrics(
-            records, result, eval_metrics, trainer.state, clock.seconds, clock.cpu_seconds
+            records,
+            result,
+            eval_metrics,
+            trainer.state,
+            clock.seconds,
+            clock.cpu_seconds,
+            callbacks.resumed_from,
         ),
         exact_match=callbacks.exact_match.record() if callbacks.exact_match else None,
         data={
@@ -110,6 +156,36 @@ def record_success(
         end_of_turn_token=data.end_of_turn,
         pad_token=trainer.processing_class.pad_token,
     )
+
+
+def resume_command(record: dict[str, Any]) -> str:
+    """The command that continues a run from its newest complete checkpoint."""
+    import shlex
+
+    sets = [part for value in record.get("overrides") or [] for part in ("--set", value)]
+    return shlex.join(["recipe", "run", str(record.get("recipe_path")), *sets, "--resume"])
+
+
+def record_stop(run: Any, settings: Any, trainer: Any, callbacks: Any) -> int:
+    """Record a run the guard stopped (diverged or interrupted); its exit code."""
+    from runner.run.checkpoints import resume_point
+    from runner.run.directory import now
+    from runner.run.guard import DIVERGED_EXIT, INTERRUPTED_EXIT, likely_causes
+    from runner.run.metrics import plot_loss, read_metrics
+
+    guard = callbacks.guard
+    plot_loss(read_metrics(run.metrics), run.loss_plot, title=settings.name)
+    point = resume_point(run)
+    stopped: dict[str, Any] = {
+        "step": guard.step,
+        "last_good_checkpoint": str(point.checkpoint) if point else None,
+    }
+    if guard.reason == "diverged":
+        stopped.update(seen=guard.divergence, likely_causes=likely_causes(settings))
+    else:
+        stopped["resume"] = resume_command(run.read_run())
+    run.update_run(status=guard.reason, finished_at=now(), stopped=stopped)
+    return DIVERGED_EXIT if guard.reason == "diverged" else INTERRUPTED_EXIT
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
