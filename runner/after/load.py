@@ -6,6 +6,10 @@
   the adapter from `final/` on top;
 - a plain model directory or cached hub id: as saved, dtype "auto".
 
+A run's prompts are rendered from the copy of the template it trained with
+(runner.run.template_copy: `template/` in the run directory), never from the package's
+or checkout's templates.
+
 Every `from_pretrained` runs with `local_files_only=True`; a model that is not on this
 machine was already refused by `runner.after.target.require_model` with a message that
 says how to provide it.
@@ -85,9 +89,15 @@ def load_tokenizer(target: Target) -> PreTrainedTokenizerBase:
     if source == target.base:
         require_model(source, target.revision, where=str(target.path))
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise AfterError(f"cannot load the tokenizer from {source}: {_first_line(exc)}") from None
+    if target.is_run:
+        from runner.run.template_copy import run_chat_template
+
+        # The chat template training rendered with, from the run's own copy.
+        tokenizer.chat_template = run_chat_template(target.path) or tokenizer.chat_template
+    return tokenizer
 
 
 def load_base_model(
@@ -139,6 +149,10 @@ def load_target(
     if device is None:
         device = Placement(cpu=not gpu_available()).device()
     use_cpu = device == "cpu"
+    if target.is_run:
+        from runner.logs import log_file_of, quiet_libraries
+
+        quiet_libraries(log_file_of(target.path, _command_name()), cpu=use_cpu)
     tokenizer = load_tokenizer(target)
     quantize = wants_4bit(target, base_4bit)
     if target.adapter:
@@ -156,10 +170,18 @@ def load_target(
         kwargs = {"dtype": _torch_dtype(model_dtype(target, use_cpu)), "device_map": {"": device}}
         model = _from_pretrained(AutoModelForCausalLM, target.weights, kwargs)
     model.eval()
-    fmt = prompt_format(target.settings, tokenizer)
+    fmt = prompt_format(target.settings, tokenizer, target.path if target.is_run else None)
     generation_config = getattr(model, "generation_config", None)
     stops = stop_token_ids(fmt, tokenizer, getattr(generation_config, "eos_token_id", None))
     return Loaded(target, model, tokenizer, fmt, stops, quantize)
+
+
+def _command_name() -> str:
+    """The `recipe` command running (infer, chat, eval...), for its log file's name."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    return context.info_name if context is not None and context.info_name else "after"
 
 
 def _torch_dtype(dtype: str) -> Any:

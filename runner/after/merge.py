@@ -68,12 +68,17 @@ def merge_adapter(target: Target, dest: Path, dtype: str) -> Merged:
     from runner.after.load import load_base_model, load_tokenizer
     from runner.after.prompts import prompt_format, stop_token_ids
 
+    if target.is_run:
+        from runner.logs import log_file_of, quiet_libraries
+
+        quiet_libraries(log_file_of(target.path, "merge"), cpu=True)  # merging runs on the CPU
     tokenizer = load_tokenizer(target)
     base = load_base_model(target, tokenizer, "cpu", use_cpu=False, quantize=False, dtype=dtype)
     base_eos = base.generation_config.eos_token_id
     model = PeftModel.from_pretrained(base, target.weights)
     merged = model.merge_and_unload()
-    stops = stop_token_ids(prompt_format(target.settings, tokenizer), tokenizer, base_eos)
+    fmt = prompt_format(target.settings, tokenizer, target.path if target.is_run else None)
+    stops = stop_token_ids(fmt, tokenizer, base_eos)
     merged.generation_config.eos_token_id = stops
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
     from_qlora = target.method == "qlora"

@@ -26,11 +26,19 @@ Prompt = str | list[dict[str, Any]]  # a user prompt, or a conversation ending i
 PROMPT_KEYS = ("prompt", "instruction", "messages")
 
 
-def prompt_format(settings: Settings | None, tokenizer: PreTrainedTokenizerBase) -> PromptFormat:
-    """How a target's prompts are written: its run's template and system prompt, or for a
-    plain model its own chat template (the prompt as written when it has none)."""
+def prompt_format(
+    settings: Settings | None, tokenizer: PreTrainedTokenizerBase, run_path: Path | None = None
+) -> PromptFormat:
+    """How a target's prompts are written: its run's template (the copy of its text in
+    `run_path`, when given) and system prompt, or for a plain model its own chat
+    template (the prompt as written when it has none)."""
     if settings is not None:
-        return PromptFormat.of(settings)
+        fmt = PromptFormat.of(settings)
+        if run_path is None:
+            return fmt
+        from runner.run.template_copy import run_template
+
+        return PromptFormat(run_template(run_path, fmt.template), fmt.system_prompt)
     return PromptFormat(Template("chat" if tokenizer.chat_template else "plain"))
 
 

@@ -50,14 +50,8 @@ def echo_skipped(examples) -> None:
 
 
 def quiet_libraries() -> None:
-    """Keep transformers' and datasets' progress bars and advice off the user's screen."""
-    import warnings
+    """Keep the libraries' warnings and progress bars off the user's screen (runner.logs;
+    a trained run's commands also log everything into the run, see runner.after.load)."""
+    from runner.logs import quiet_libraries as quiet
 
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    quiet()

@@ -16,6 +16,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import TEMPLATES_DIR
@@ -45,15 +46,24 @@ class PromptFormat:
         return cls(settings.template, settings.data.get("system_prompt"))
 
 
+def text_template(template: Template | str) -> dict[str, str]:
+    """The prompt strings of a text template (`prompt_input`, `prompt_no_input`), from
+    its file: a run's copy, else the shipped templates/<name>.json."""
+    template = template if isinstance(template, Template) else Template(template)
+    if template.text_file is None:
+        raise ValueError(f"{template.value} is not a text template")
+    return _read_strings(template.text_file)
+
+
 @functools.cache
-def text_template(name: str) -> dict[str, str]:
-    """The prompt strings of a text template (`prompt_input`, `prompt_no_input`)."""
-    return json.loads((TEMPLATES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+def _read_strings(path: Path) -> dict[str, str]:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def render_text_prompt(name: str, instruction: str, input_text: str = "") -> str:
-    """A text template's prompt for one instruction (and optional input)."""
-    strings = text_template(name)
+def render_text_prompt(template: Template | str, instruction: str, input_text: str = "") -> str:
+    """A text template's prompt for one instruction (and optional input); `template` is
+    the Template (whose text may be a run's copy) or a shipped template's name."""
+    strings = text_template(template)
     if input_text:
         return strings["prompt_input"].format(instruction=instruction, input=input_text)
     return strings["prompt_no_input"].format(instruction=instruction)
@@ -94,7 +104,7 @@ def render_prompt(
             raise ValueError(
                 f"the {fmt.template.kind} template takes a text prompt, not a conversation"
             )
-        return render_text_prompt(fmt.template.kind, prompt, input_text)
+        return render_text_prompt(fmt.template, prompt, input_text)
     messages = (
         chat_messages(prompt, input_text, fmt.system_prompt)
         if isinstance(prompt, str)

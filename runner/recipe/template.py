@@ -51,9 +51,15 @@ def resolve_template(value: str, recipe_dir: Path) -> str:
 
 @dataclass(frozen=True)
 class Template:
-    """A resolved template: its kind and, for a Jinja file, its path."""
+    """A resolved template: its kind and, for a Jinja file, its path.
+
+    `file` is a copy of the template's text to read instead of the shipped one: a run
+    directory's `template/` file (runner.run.template_copy), so a trained run renders
+    its prompts from what it trained with, wherever the package or checkout is.
+    """
 
     value: str  # the resolved data.template
+    file: Path | None = None
 
     @property
     def kind(self) -> str:
@@ -79,6 +85,15 @@ class Template:
     def path(self) -> Path | None:
         """The Jinja file of a file template, else None."""
         return None if self.value in NAMED_TEMPLATES else Path(self.value)
+
+    @property
+    def text_file(self) -> Path | None:
+        """The JSON file with a text template's prompt strings (`prompt_input`,
+        `prompt_no_input`): the copy in `file`, else the shipped one; None for chat
+        templates."""
+        if not self.is_text:
+            return None
+        return self.file or TEMPLATES_DIR / f"{self.value}.json"
 
     @property
     def is_shipped(self) -> bool:
