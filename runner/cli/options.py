@@ -49,9 +49,10 @@ def echo_skipped(examples) -> None:
         )
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(cpu: bool | None = None) -> None:
     """Keep the libraries' warnings and progress bars off the user's screen (runner.logs;
-    a trained run's commands also log everything into the run, see runner.after.load)."""
+    a trained run's commands also log everything into the run, see runner.after.load).
+    `cpu`: this process uses no GPU (None: ask torch)."""
     from runner.logs import quiet_libraries as quiet
 
-    quiet()
+    quiet(cpu=cpu)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.options import SET_OPTION, checked_recipe, echo_skipped
+from runner.cli.options import SET_OPTION, checked_recipe, echo_skipped, quiet_libraries
 from runner.errors import UserError
 from runner.recipe.load import dump_yaml
 
@@ -73,6 +73,7 @@ def run(
         click.echo("# resolved recipe")
         click.echo(dump_yaml(settings.resolved), nl=False)
         return
+    quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
     examples = checked_examples(settings)  # bad rows stop here, before anything is written
     run_dir, lock = claim_run_dir(
         settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked)
