@@ -23,5 +23,5 @@ def _shipped_folder() -> Path:
 
 SHIPPED_DIR = _shipped_folder()
 RECIPES_DIR = SHIPPED_DIR / "recipes"  # the shipped recipes, and their demo data in data/
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = SHIPPED_DIR / "schemas"  # recipe-v1.schema.json (source/: gen_schema inputs)
 TEMPLATES_DIR = SHIPPED_DIR / "templates"  # text templates (*.json), chat templates (*.jinja)

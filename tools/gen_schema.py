@@ -1,4 +1,5 @@
-"""Generate schemas/recipe-v1.schema.json from the hand-written base and the libraries.
+"""Generate runner/shipped/schemas/recipe-v1.schema.json from the hand-written base
+and the libraries.
 
     python tools/gen_schema.py            # write the schema
     python tools/gen_schema.py --check    # exit 1 if the committed schema is stale
@@ -7,8 +8,8 @@
 from peft.LoraConfig, `$defs.bnb_config` from transformers.BitsAndBytesConfig's
 __init__ signature and docstring: types, enums, defaults and help text, all with
 `additionalProperties: false`; RANGES adds the numeric limits the libraries enforce.
-Plain-words descriptions in schemas/source/descriptions.yaml replace the library help
-for the keys a beginner touches. Fields the recipe owns elsewhere
+Plain-words descriptions in runner/shipped/schemas/source/descriptions.yaml replace the
+library help for the keys a beginner touches. Fields the recipe owns elsewhere
 (runner.lint.rules.renamed_keys.KEY_FIXES, kind `moved`) are left out.
 Output is sorted and deterministic: regenerate after upgrading TRL/PEFT/transformers.
 """
@@ -33,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from runner.lint.rules.renamed_keys import DEPRECATED, KEY_FIXES, MOVED  # noqa: E402
 
-BASE = ROOT / "schemas" / "source" / "recipe-v1.base.yaml"
-DESCRIPTIONS = ROOT / "schemas" / "source" / "descriptions.yaml"
-OUTPUT = ROOT / "schemas" / "recipe-v1.schema.json"
+SCHEMAS = ROOT / "runner" / "shipped" / "schemas"  # the schema ships in the wheel; source/ does not
+BASE = SCHEMAS / "source" / "recipe-v1.base.yaml"
+DESCRIPTIONS = SCHEMAS / "source" / "descriptions.yaml"
+OUTPUT = SCHEMAS / "recipe-v1.schema.json"
 
 # Fields the schema leaves out (besides KEY_FIXES `moved` ones): library bookkeeping
 # that a recipe never sets.

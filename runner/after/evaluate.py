@@ -55,7 +55,9 @@ def eval_data(target: Target, data: str | None, fmt: str | None) -> EvalData:
                 f"the run {target.path} has no eval split (its recipe has no "
                 "data.eval); give rows to evaluate on with --data SOURCE --format FORMAT"
             )
-        return EvalData(examples.eval, examples.shape, "the run's eval split")
+        changes = data_changes(target.path, examples.fingerprints)
+        description = "the run's eval split" + (" (changed since training)" if changes else "")
+        return EvalData(examples.eval, examples.shape, description, notes=changes)
     formats = {source["format"] for source in settings.data["train"]}
     if fmt is None and len(formats) != 1:
         raise AfterError(
@@ -78,6 +80,39 @@ def eval_data(target: Target, data: str | None, fmt: str | None) -> EvalData:
         raise AfterError(f"{data}: no usable rows (first problem: {bad[0].format()})")
     notes = [f"skipped {len(bad)} bad row(s); first: {bad[0].format()}"] if bad else []
     return EvalData(rows, SHAPE[fmt], f"{data} ({fmt})", skipped=len(bad), notes=notes)
+
+
+def data_changes(run_path: Path, fingerprints: list[dict[str, Any]]) -> list[str]:
+    """Notes on each data source whose content differs from what the run trained on
+    (run.json's data fingerprints: a local file's sha256, else datasets' fingerprint,
+    and the row count); none for a run without recorded fingerprints."""
+    from runner.run.directory import RunDirectory
+
+    run = RunDirectory(run_path)
+    recorded = (run.read_run().get("data") or {}).get("sources") if run.run_json.is_file() else None
+    if not recorded:
+        return []
+    then = {(r.get("role"), r.get("source")): r for r in recorded}
+    notes = []
+    for now in fingerprints:
+        before = then.get((now.get("role"), now.get("source")))
+        if before is None:
+            continue
+        key = "sha256" if before.get("sha256") and now.get("sha256") else "fingerprint"
+        for what in (key, "rows_available"):
+            if before.get(what) != now.get(what):
+                notes.append(
+                    f"the {now.get('role')} data {now.get('source')} changed since training "
+                    f"({what} {_short(before.get(what))} then, {_short(now.get(what))} now): "
+                    "the eval split and its loss are not the run's own"
+                )
+                break
+    return notes
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:12] if len(text) > 16 else text
 
 
 def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:

@@ -50,6 +50,7 @@ MODULES: list[str] = [
     "runner.lint.rules.data",
     "runner.lint.rules.template",
     "runner.lint.rules.launch",
+    "runner.lint.rules.extras",
     "runner.lint.rules.learning_rate",
     "runner.lint.rules.hardware_fit",
 ]
