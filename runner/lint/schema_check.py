@@ -27,6 +27,7 @@ TYPE_WORDS = {
     "array": "a list",
     "null": "null",
 }
+INT64_MAX = 2**63 - 1
 # keys whose absence has its own rule ID
 REQUIRED_RULES = {"output_dir": "output-dir-missing"}
 REQUIRED_HINTS = {
@@ -66,19 +67,30 @@ def fast_validator() -> Any:
 
 def schema_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
     """Every schema error in `data`, as diagnostics positioned in `recipe`."""
-    diagnostics = non_finite_diagnostics(recipe, data)
+    diagnostics = number_diagnostics(recipe, data)
     fast = fast_validator()
     if fast is not None and fast.is_valid(data):
         return diagnostics
-    said = {d.key for d in diagnostics}  # "must be finite" already covers these keys
+    said = {d.key for d in diagnostics}  # "must be finite" already says what is wrong
     for error in validator().iter_errors(data):
         diagnostics.extend(d for d in _describe(recipe, error) if d.key not in said)
     return diagnostics
 
 
-def non_finite_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagnostic]:
-    """A `bad-value` for every NaN or infinity (YAML `.nan`, `.inf`, `1e400`): JSON
-    Schema has no way to say "finite", and NaN passes every minimum and maximum."""
+def number_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagnostic]:
+    """A `bad-value` for every NaN or infinity (YAML `.nan`, `.inf`, `1e400`) and every
+    whole number beyond 64 bits: JSON Schema has no way to say "finite", NaN passes every
+    minimum and maximum, and torch, numpy and the fast validator hold integers in 64 bits."""
+    if isinstance(data, int) and not isinstance(data, bool) and abs(data) > INT64_MAX:
+        return [
+            recipe.diagnostic(
+                "bad-value",
+                path,
+                f"{_where(path)} is a whole number of {len(str(abs(data)))} digits, beyond "
+                "what a 64-bit integer holds",
+                f"write a number between -{INT64_MAX} and {INT64_MAX}",
+            )
+        ]
     if isinstance(data, float) and not math.isfinite(data):
         return [
             recipe.diagnostic(
@@ -92,10 +104,10 @@ def non_finite_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[
     out: list[Diagnostic] = []
     if isinstance(data, dict):
         for key, value in data.items():
-            out += non_finite_diagnostics(recipe, value, (*path, key))
+            out += number_diagnostics(recipe, value, (*path, key))
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            out += non_finite_diagnostics(recipe, value, (*path, index))
+            out += number_diagnostics(recipe, value, (*path, index))
     return out
 
 

@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from runner.recipe.diagnostics import ERROR, Diagnostic, KeyPath, RecipeError
+from runner.recipe.load import to_plain, yaml_limit_problems
 
 
 def parse_override(argument: str) -> tuple[KeyPath, Any]:
@@ -26,9 +27,12 @@ def parse_override(argument: str) -> tuple[KeyPath, Any]:
     if raw.strip() == "":
         return tuple(parts), ""
     try:
-        value = YAML(typ="safe", pure=True).load(io.StringIO(raw))
+        problems = [p for p in yaml_limit_problems(raw, "--set") if p.rule != "yaml-tag"]
+        if problems:
+            raise ValueError(f"{problems[0].message} ({problems[0].hint})")
+        value = to_plain(YAML(typ="safe", pure=True).load(io.StringIO(raw)))
     except YAMLError:
-        value = raw  # not valid YAML: take it as the literal string
+        value = raw  # not valid YAML (or a tag): take it as the literal string
     return tuple(parts), value
 
 
