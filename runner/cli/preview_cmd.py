@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from runner.cli.options import SET_OPTION, checked_recipe, echo_skipped
+from runner.cli.options import SET_OPTION, checked_recipe, echo_skipped, quiet_libraries
 
 
 @click.command()
@@ -26,6 +26,7 @@ def preview(recipe: str, count: int, overrides: tuple[str, ...]) -> None:
     from runner.expand.tokenizer import load_tokenizer
 
     settings = checked_recipe(recipe, overrides).settings
+    quiet_libraries(cpu=True)  # preview loads no model: nothing runs on a GPU
     tokenizer = load_tokenizer(settings)
     data = training_data(settings, tokenizer)
     echo_skipped(data.examples)
