@@ -1,4 +1,4 @@
-"""Wall time of `recipe lint recipes/` in a fresh process, next to `python -c "import trl"`.
+"""Wall time of `recipe lint runner/shipped/recipes/` in a fresh process, next to `python -c "import trl"`.
 
     python bench/lint_speed.py [--repeat 5]
 
@@ -36,12 +36,12 @@ def main() -> None:
     args = parser.parse_args()
     recipe = shutil.which("recipe")
     lint = (
-        [recipe, "lint", "recipes/"]
+        [recipe, "lint", "runner/shipped/recipes/"]
         if recipe
-        else [sys.executable, "-m", "runner.cli", "lint", "recipes/"]
+        else [sys.executable, "-m", "runner.cli", "lint", "runner/shipped/recipes/"]
     )
     cases = {
-        "recipe lint recipes/": lint,
+        "recipe lint runner/shipped/recipes/": lint,
         'python -c "import trl"': [sys.executable, "-c", "import trl"],
         "from trl import SFTTrainer": [sys.executable, "-c", "from trl import SFTTrainer"],
         'python -c "pass"': [sys.executable, "-c", "pass"],
@@ -50,7 +50,7 @@ def main() -> None:
     print(f"{'command':28} {'median s':>9} {'min s':>7}   ({args.repeat} runs each)")
     for name, times in results.items():
         print(f"{name:28} {statistics.median(times):9.3f} {min(times):7.3f}")
-    lint_median = statistics.median(results["recipe lint recipes/"])
+    lint_median = statistics.median(results["recipe lint runner/shipped/recipes/"])
     trl_median = statistics.median(results['python -c "import trl"'])
     sft_median = statistics.median(results["from trl import SFTTrainer"])
     print(f"lint / import trl = {lint_median / trl_median:.3f}")
