@@ -113,7 +113,7 @@ def check_recipe(
     if has_errors(diagnostics):
         return Checked(recipe, data, sort_diagnostics(diagnostics))
     settings = Settings(resolve_recipe(data, recipe.directory, cwd))
-    ctx = RuleContext(recipe, data, settings, card)
+    ctx = RuleContext(recipe, data, settings, card, read_data=read_data)
     diagnostics += run_rules(ctx, settings_rules())
     if read_data and not has_errors(diagnostics):
         from runner.lint.data_rows import check_rows

@@ -143,14 +143,14 @@ def test_sources_are_mixed_and_an_eval_fraction_is_held_out(tmp_path):
     assert all(f["sha256"] for f in examples.fingerprints)
 
 
-def test_bad_rows_stop_with_source_and_row_numbers(tmp_path):
+def test_bad_rows_stop_with_source_and_line_numbers(tmp_path):
     rows = [*ALPACA_ROWS[:3], {"instruction": "x", "output": ""}, {"instruction": 5, "output": "y"}]
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(BadRowsError) as caught:
         load_examples(recipe({"source": str(path), "format": "alpaca"}))
     message = str(caught.value)
-    assert "bad.jsonl:row 4: empty response" in message
-    assert "bad.jsonl:row 5: 'instruction' is int 5, expected text" in message
+    assert "bad.jsonl:4: empty response" in message
+    assert "bad.jsonl:5: 'instruction' is int 5, expected text" in message
     assert "2 bad row(s)" in message and "bad_rows: skip" in message
 
 
@@ -161,7 +161,7 @@ def test_many_bad_rows_list_the_first_ten_and_a_count(tmp_path):
     lines = str(caught.value).splitlines()
     assert lines[0] == "bad data rows, nothing was trained:"
     assert lines[10].endswith(
-        "bad.jsonl:row 10: empty response (fill it in, or set `data.bad_rows: skip` to drop such rows)"
+        "bad.jsonl:10: empty response (fill it in, or set `data.bad_rows: skip` to drop such rows)"
     )
     assert "... and 15 more bad rows" in str(caught.value)
 

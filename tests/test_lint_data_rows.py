@@ -49,13 +49,13 @@ def test_good_rows_pass(tmp_path) -> None:
     assert diagnostics(result) == []
 
 
-def test_bad_rows_are_errors_with_their_row_number(tmp_path) -> None:
+def test_bad_rows_are_errors_with_their_file_and_line(tmp_path) -> None:
     rows = [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": " "},
             {"instruction": 3, "output": "b"}]  # fmt: skip
     result = lint(str(write(tmp_path, rows)))
     assert result.exit_code == 1
     found = [(d["rule"], d["line"], d["message"]) for d in diagnostics(result)]
-    assert [m.split(":")[1].strip() for _, _, m in found] == ["row 2", "row 3"]
+    assert [m.split(":")[:2] for _, _, m in found] == [["d.jsonl", "2"], ["d.jsonl", "3"]]
     assert all(rule == "data-bad-row" and line == 7 for rule, line, _ in found)
 
 
@@ -85,7 +85,7 @@ def test_columns_mapping_is_honoured(tmp_path) -> None:
 def test_csv_files_are_read_too(tmp_path) -> None:
     recipe = write(tmp_path, "instruction,input,output\na,,b\nc,,\n", name="d.csv")
     result = lint(str(recipe))
-    assert [d["message"].split(":")[1].strip() for d in diagnostics(result)] == ["row 2"]
+    assert [d["message"].split(":")[1] for d in diagnostics(result)] == ["3"]  # line 1: header
 
 
 def test_a_file_that_is_not_json_lines_is_reported_not_raised(tmp_path) -> None:

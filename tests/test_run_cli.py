@@ -87,8 +87,8 @@ def test_bad_rows_are_reported_with_source_and_row_before_any_model_loads(tmp_pa
     path = write_recipe(tmp_path / "r.yaml", recipe)
     result = recipe_cli("run", str(path), cwd=tmp_path)
     assert result.returncode == 1
-    assert "data.jsonl:row 2: empty response" in result.stderr
-    assert "data.jsonl:row 3: 'completion' is int 3, expected text" in result.stderr
+    assert "data.jsonl:2: empty response" in result.stderr
+    assert "data.jsonl:3: 'completion' is int 3, expected text" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()  # stopped before the run directory or a model
 

@@ -83,7 +83,8 @@ RANGES: dict[str, dict[str, dict[str, Any]]] = {
         "gradient_accumulation_steps": AT_LEAST_1,
         "eval_accumulation_steps": AT_LEAST_1,
         "num_train_epochs": POSITIVE,  # 0 or less: "succeeded" after 0 steps
-        "max_steps": {"minimum": -1},  # -1 (and 0): train for num_train_epochs
+        # -1: train for num_train_epochs; 0 trains nothing (Trainer: epoch-based only below 0)
+        "max_steps": {"minimum": -1, "not": {"const": 0}},
         "max_length": AT_LEAST_1,  # null: no truncation
         "learning_rate": POSITIVE,  # torch: "Invalid learning rate" below 0; 0 learns nothing
         "warmup_steps": AT_LEAST_0,  # TrainingArguments: "Expected warmup_steps >= 0"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.data.formats import SHAPE, missing_columns, normalize_row
@@ -37,11 +38,13 @@ MAX_LISTED = 10
 @dataclass
 class BadRow:
     source: str
-    row: int  # 1-based position in the source (line number of a .jsonl file)
+    row: int  # 1-based position in the source
     problem: str
+    line: int | None = None  # 1-based line of a local .jsonl/.json/.csv file
 
     def format(self) -> str:
-        return f"{self.source}:row {self.row}: {self.problem}"
+        where = f"{self.line}" if self.line is not None else f"row {self.row}"
+        return f"{self.source}:{where}: {self.problem}"
 
 
 @dataclass
@@ -84,11 +87,20 @@ def parse_rows(rows: int | str | None, available: int) -> range:
 def read_source(
     source: dict[str, Any], seed: int, shuffle: bool
 ) -> tuple[list[dict[str, Any]], list[BadRow], dict[str, Any]]:
-    """Canonical examples and bad rows of one source, in selection order."""
+    """Canonical examples and bad rows of one source, in selection order.
+
+    A local .jsonl/.json/.csv file is read through once first (runner.data.files), so a
+    file that is not UTF-8, not parseable or empty stops here with its line, and bad rows
+    are reported by line."""
     from tqdm.auto import tqdm
 
-    dataset = load_source(source)
+    from runner.data.files import is_text_data, scan_rows
+
     name = display_source(source)
+    path = Path(str(source["source"]))
+    scan = scan_rows(path, name) if is_text_data(path) else None
+    dataset = load_source(source)
+    lines = scan.lines if scan is not None and scan.rows == len(dataset) else None
     fmt = source["format"]
     columns = source.get("columns")
     missing = missing_columns(fmt, columns, list(dataset.column_names))
@@ -113,7 +125,7 @@ def read_source(
     for index, row in progress:
         example, problem = normalize_row(fmt, columns, row)
         if problem:
-            bad.append(BadRow(name, index + 1, problem))
+            bad.append(BadRow(name, index + 1, problem, lines[index] if lines else None))
         else:
             examples.append(example)
     record = fingerprint(source, dataset)
@@ -237,6 +249,7 @@ def training_data(settings: Settings, tokenizer: Any) -> TrainingData:
     (rendering identically), so only assistant turns are trained.
     """
     from runner.data.templates import use_training_chat_template
+    from runner.data.truncation import require_trained_tokens
     from runner.expand.tokenizer import end_of_turn_token
 
     examples = load_examples(settings)
@@ -245,7 +258,7 @@ def training_data(settings: Settings, tokenizer: Any) -> TrainingData:
     if assistant_only:
         use_training_chat_template(tokenizer)
     fmt = PromptFormat.of(settings)
-    return TrainingData(
+    data = TrainingData(
         examples=examples,
         train=to_trl_rows(examples.train, examples.shape, fmt, end_of_turn),
         eval=to_trl_rows(examples.eval, examples.shape, fmt, end_of_turn)
@@ -254,3 +267,5 @@ def training_data(settings: Settings, tokenizer: Any) -> TrainingData:
         end_of_turn=end_of_turn,
         assistant_only=assistant_only,
     )
+    require_trained_tokens(data, tokenizer, settings)  # before any model loads
+    return data

@@ -63,20 +63,32 @@ def load_source(source: dict[str, Any]) -> Dataset:
         return datasets.load_dataset(ref, name=source.get("subset"), split=split)
     except DataError:
         raise
-    except FileNotFoundError as exc:
-        raise DataError(
+    except Exception as exc:  # datasets raises many kinds; none should become a traceback
+        raise _load_error(name, path, exc) from None
+
+
+def _load_error(name: str, path: Path, exc: Exception) -> DataError:
+    """What went wrong loading a source, in words: a local file that is not what its
+    suffix says, a path or id that is not found, or a hub dataset that cannot load."""
+    if path.is_file():
+        cause = exc.__cause__ or exc.__context__ or exc
+        return DataError(
+            f"{name}: cannot read it as a {path.suffix} file: {type(cause).__name__}: "
+            f"{_first_line(cause)} (check that the contents match the suffix)"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return DataError(
             f"{name}: not found ({_first_line(exc)}); give a local .json/.jsonl/.csv/.parquet "
             "file or directory, or a hub dataset id (with network access)"
-        ) from None
-    except ValueError as exc:
-        raise DataError(
+        )
+    if isinstance(exc, ValueError):
+        return DataError(
             f"{name}: cannot read it: {_first_line(exc)} (check `split:` and `subset:`)"
-        ) from None
-    except Exception as exc:  # datasets raises many kinds; none should become a traceback
-        raise DataError(
-            f"{name}: cannot load: {type(exc).__name__}: {_first_line(exc)} "
-            "(check the id, split and subset; offline, the dataset must be in the local cache)"
-        ) from None
+        )
+    return DataError(
+        f"{name}: cannot load: {type(exc).__name__}: {_first_line(exc)} "
+        "(check the id, split and subset; offline, the dataset must be in the local cache)"
+    )
 
 
 def fingerprint(source: dict[str, Any], dataset: Dataset) -> dict[str, Any]:

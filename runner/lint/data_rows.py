@@ -1,20 +1,18 @@
-"""`recipe lint --data`: open the first rows of each local data file and check them.
+"""`recipe lint --data`: read each local data file and check its first rows.
 
-Reads .jsonl, .json and .csv files with the standard library (no `datasets` import, no
-network), then checks each row with the same `runner.data.formats` code the run uses:
-the mapped columns exist, required fields are non-empty text, messages are well formed.
-Hub datasets and other file types are left to `recipe run`/`recipe preview`.
+Each local .jsonl, .json and .csv file is read through once with the run's own reader
+(runner.data.files: UTF-8, parseable, not empty, every row an object; no `datasets`
+import, no network), then its first rows are checked with the same `runner.data.formats`
+code the run uses: the mapped columns exist, required fields are non-empty text,
+messages are well formed. Problems name the file and its 1-based line. Hub datasets and
+other file types are left to `recipe run`/`recipe preview`.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
-import json
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from runner.data.files import DataFileError, is_text_data, scan_rows
 from runner.data.formats import FIELDS, missing_columns, normalize_row
 from runner.lint.rules.base import RuleContext
 from runner.lint.rules.data import data_sources
@@ -22,49 +20,6 @@ from runner.recipe.diagnostics import ERROR, WARNING, Diagnostic
 from runner.recipe.resolve import looks_local
 
 FIRST_ROWS = 20
-
-
-class Unreadable(Exception):
-    """The file is not what its suffix says; the message says where."""
-
-
-def read_rows(path: Path, limit: int = FIRST_ROWS) -> list[dict[str, Any]]:
-    """The first `limit` rows of a local .jsonl/.json/.csv file."""
-    if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            return _json_lines(handle, limit)
-    if path.suffix == ".json":
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            return _json_lines(
-                text.splitlines(), limit
-            )  # JSON lines saved as .json: datasets reads those too
-        if isinstance(data, dict):
-            data = next((v for v in data.values() if isinstance(v, list)), [data])
-        if not isinstance(data, list):
-            raise Unreadable("expected a JSON array of rows")
-        return data[:limit]
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(itertools.islice(csv.DictReader(handle), limit))
-    return []
-
-
-def _json_lines(lines: Iterable[str], limit: int) -> list[dict[str, Any]]:
-    """The first `limit` rows of JSON lines (blank lines skipped)."""
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise Unreadable(f"line {number} is not JSON ({exc.msg})") from None
-        if len(rows) == limit:
-            break
-    return rows
 
 
 def check_rows(ctx: RuleContext, limit: int = FIRST_ROWS) -> list[Diagnostic]:
@@ -77,21 +32,27 @@ def check_rows(ctx: RuleContext, limit: int = FIRST_ROWS) -> list[Diagnostic]:
         if not looks_local(reference, recipe.directory):
             continue
         path = recipe.directory / Path(reference).expanduser()
-        if not path.is_file() or path.suffix not in (".jsonl", ".json", ".csv"):
+        if not is_text_data(path):
             continue
         columns = source.get("columns")
         try:
-            rows = read_rows(path, limit)
-        except (Unreadable, OSError, UnicodeDecodeError) as exc:
+            first = scan_rows(path, reference, keep=limit).first
+        except DataFileError as exc:
+            out.append(
+                recipe.diagnostic("data-unreadable", (*key, "source"), exc.located, exc.hint)
+            )
+            continue
+        except OSError as exc:
             out.append(
                 recipe.diagnostic(
                     "data-unreadable",
                     (*key, "source"),
-                    f"{reference}: {exc}",
-                    f"fix the file, or check that its contents match its {path.suffix} suffix",
+                    f"{reference}: cannot be read ({exc.strerror or exc})",
+                    "check the file's permissions",
                 )
             )
             continue
+        rows = [row for _, row in first]
         available = sorted({name for row in rows if isinstance(row, dict) for name in row})
         missing = missing_columns(fmt, columns, available)
         if rows and missing:
@@ -107,16 +68,14 @@ def check_rows(ctx: RuleContext, limit: int = FIRST_ROWS) -> list[Diagnostic]:
                 )
             )
             continue
-        for number, row in enumerate(rows, 1):
-            problem = "not a JSON object" if not isinstance(row, dict) else None
-            if problem is None:
-                _, problem = normalize_row(fmt, columns, row)
+        for line, row in first:
+            _, problem = normalize_row(fmt, columns, row)
             if problem:
                 out.append(
                     recipe.diagnostic(
                         "data-bad-row",
                         (*key, "source"),
-                        f"{reference}: row {number}: {problem}",
+                        f"{reference}:{line}: {problem}",
                         "data.bad_rows is skip: the run drops such rows"
                         if skip_bad
                         else "fix the rows, or set `data.bad_rows: skip` to drop them",

@@ -397,6 +397,8 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
     elif kind == "multipleOf" and limit == 1:
         message = f"{key} must be a whole number when it is 1 or more, not {value!r}"
         description = "below 1 it is a fraction of the total steps, e.g. 0.1 for every 10%"
+    elif kind == "not" and isinstance(limit, dict) and "const" in limit:
+        message = f"{key} must not be {limit['const']!r}"
     elif kind == "minLength":
         message = f"{key} must not be empty"
     elif kind == "minItems":

@@ -49,12 +49,14 @@ class RuleContext:
     - `card`: the card checked against (the recipe's hardware, or `recipe plan --gpu`).
     - `model_config`: config.json fields of the model (runner.recipe.models), or None.
     - `plan`: the memory plan against `card` (runner.plan), or None; made once.
+    - `read_data`: `lint --data`: a rule may read local data files (to count rows).
     """
 
     recipe: Recipe
     data: dict[str, Any]
     settings: Settings | None = None
     card_override: Card | None = None
+    read_data: bool = False
 
     @property
     def s(self) -> Settings:

@@ -1,8 +1,11 @@
-"""Rules about evaluation, checkpoint saving and early stopping fitting together."""
+"""Rules about evaluation, checkpoint saving and early stopping fitting together, and
+about step intervals the run never reaches."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
@@ -69,6 +72,90 @@ def _early_stopping_needs_load_best(ctx: RuleContext) -> Iterator[Finding]:
         yield Finding(("early_stopping",))
 
 
+# What a run misses when a steps interval is never reached.
+NEVER_DONE = {
+    "eval": "evaluates during training (only once, at the end)",
+    "save": "saves a checkpoint, and an interrupted run cannot --resume",
+    "logging": "logs the training loss (metrics.jsonl and loss.png stay empty)",
+}
+
+
+def total_steps(ctx: RuleContext) -> tuple[int, str] | None:
+    """(optimizer steps the run takes at most, how that was counted), when cheaply known:
+    `max_steps`, or with `lint --data` the rows of local .jsonl/.json/.csv files. An
+    upper bound: packing and skipped rows only make fewer steps."""
+    training = ctx.s.training
+    if training["max_steps"] > 0:
+        return int(training["max_steps"]), f"max_steps {training['max_steps']}"
+    rows = train_rows(ctx) if ctx.read_data else None
+    if rows is None:
+        return None
+    batch = int(training["per_device_train_batch_size"])
+    accumulation = int(training["gradient_accumulation_steps"])
+    processes = ctx.s.num_processes
+    per_process = math.ceil(rows / processes)
+    batches = per_process // batch if training["dataloader_drop_last"] else -(-per_process // batch)
+    per_epoch = max(-(-batches // accumulation), 1)
+    epochs = training["num_train_epochs"]
+    how = f"{rows} training rows, batch {batch}"
+    how += f" x {accumulation} accumulation" if accumulation > 1 else ""
+    how += f" x {processes} processes" if processes > 1 else ""
+    return math.ceil(epochs * per_epoch), f"{how}, {epochs:g} epoch(s)"
+
+
+def train_rows(ctx: RuleContext) -> int | None:
+    """Training rows of a recipe whose train sources are all local text files (after
+    `rows:` selection and the data.eval fraction), else None."""
+    from runner.data.files import count_rows, is_text_data
+
+    total = 0
+    for source in ctx.s.data["train"]:
+        path = Path(str(source["source"]))
+        count = count_rows(path) if is_text_data(path) else None
+        if count is None:
+            return None
+        total += _selected(source.get("rows"), count)
+    held_out = ctx.s.data.get("eval")
+    if isinstance(held_out, dict) and held_out.get("fraction"):
+        total -= max(1, round(total * float(held_out["fraction"])))
+    return max(total, 0)
+
+
+def _selected(rows: int | str | None, available: int) -> int:
+    """How many rows a `rows:` selection keeps (as runner.data.prepare.parse_rows)."""
+    if rows is None:
+        return available
+    if isinstance(rows, int):
+        return min(rows, available)
+    start, _, stop = str(rows).partition(":")
+    return len(range(available)[slice(int(start) if start else None, int(stop) if stop else None)])
+
+
+def _steps_never_reached(ctx: RuleContext) -> Iterator[Finding]:
+    kinds = [k for k in NEVER_DONE if ctx.s.strategy_of(k) == "steps"]
+    if "eval" in kinds and not ctx.s.evaluates:
+        kinds.remove("eval")
+    if not kinds:
+        return
+    known = total_steps(ctx)
+    if known is None:
+        return
+    total, how = known
+    training = ctx.s.training
+    for kind in kinds:
+        key = f"{kind}_steps"
+        steps = training[key]
+        if kind == "eval" and steps is None:
+            key, steps = "logging_steps", training["logging_steps"]
+        if not ctx.written("training", key):
+            continue  # TRL's defaults (save_steps 500) are not the user's choice to warn on
+        if _is_number(steps) and steps >= 1 and steps > total:
+            yield Finding(
+                ("training", key),
+                {"key": key, "steps": steps, "total": total, "how": how, "never": NEVER_DONE[kind]},
+            )
+
+
 RULES = [
     Rule(
         "load-best-needs-matching-strategies",
@@ -99,6 +186,14 @@ RULES = [
         "training.{key} is ignored because {strategy_key} is {strategy!r}",
         "set {strategy_key}: steps, or delete {key}",
         _steps_without_steps_strategy,
+    ),
+    Rule(
+        "steps-never-reached",
+        WARNING,
+        "training.{key} is {steps:g} but the run takes at most {total} optimizer step(s) "
+        "({how}), so it never {never}",
+        "set {key} to at most {total}, or to a fraction of the run, e.g. 0.25 for every quarter",
+        _steps_never_reached,
     ),
     Rule(
         "early-stopping-needs-eval",

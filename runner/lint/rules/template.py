@@ -29,9 +29,21 @@ def _template_unknown(ctx: RuleContext) -> Iterator[Finding]:
         )
 
 
+JINJA_SUFFIXES = (".jinja", ".j2")
+
+
 def _template_not_jinja(ctx: RuleContext) -> Iterator[Finding]:
+    """A template file is named *.jinja or *.j2 and parses as Jinja. The name is checked
+    first, and such a file is never read: plain text (/etc/hostname, a README) parses as
+    a valid Jinja template that prints itself."""
     path = ctx.s.template.path
     if path is None or not path.is_file():
+        return
+    if path.suffix.lower() not in JINJA_SUFFIXES:
+        yield Finding(
+            _key(ctx),
+            {"path": str(path), "problem": "its name does not end in .jinja or .j2"},
+        )
         return
     try:
         text = path.read_text(encoding="utf-8")
@@ -110,8 +122,8 @@ RULES = [
         "template-not-jinja",
         ERROR,
         "the template file {path} is not a Jinja chat template: {problem}",
-        "a template file is a Jinja chat template (like templates/llama3-training.jinja); "
-        "for text prompts use `template: alpaca` or `template: plain`",
+        "a template file is a Jinja chat template named *.jinja or *.j2, like the shipped "
+        "llama3-training.jinja; for text prompts use `template: alpaca` or `template: plain`",
         _template_not_jinja,
     ),
     Rule(

@@ -1,0 +1,267 @@
+"""Local text data files (.jsonl, .json, .csv), read with the standard library.
+
+One reader for `recipe lint --data`, `recipe preview`, `recipe run` and `recipe eval`,
+so each reports the same problem at the same place: a file that is not UTF-8 (or is
+UTF-16), is empty, has a line that is not JSON, or a row that is not an object is a
+`DataFileError` naming the file and its 1-based line, before `datasets` (whose own
+messages name neither) or any model is loaded. No `datasets` import, no network.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import io
+import json
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.data.sources import DataError
+
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv")
+UTF16_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+SAVE_AS_UTF8 = "save the file as UTF-8; most editors offer it under Save As"
+
+
+class DataFileError(DataError):
+    """A local data file that cannot be read as its suffix says, at `line` (0: the whole
+    file)."""
+
+    def __init__(self, display: str, line: int, problem: str, hint: str) -> None:
+        self.display, self.line, self.problem, self.hint = display, line, problem, hint
+        super().__init__(f"{self.located} ({hint})")
+
+    @property
+    def located(self) -> str:
+        """`file:line: problem` (without the hint)."""
+        where = f"{self.display}:{self.line}" if self.line else self.display
+        return f"{where}: {self.problem}"
+
+
+@dataclass
+class Scan:
+    """What reading a whole file found: how many rows, the 1-based line each row starts
+    on (`lines[i]` for row i), and the first rows themselves as (line, row)."""
+
+    rows: int = 0
+    lines: array[int] = field(default_factory=lambda: array("L"))
+    first: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+
+def is_text_data(path: Path) -> bool:
+    """A local file this module reads (by suffix)."""
+    return path.suffix.lower() in TEXT_SUFFIXES and path.is_file()
+
+
+def iter_rows(path: Path, display: str | None = None) -> Iterator[tuple[int, Any]]:
+    """(1-based line, row) for each row of a .jsonl/.json/.csv file, in order.
+
+    A row is whatever the line (or array item) holds; whether it is an object with the
+    right fields is the caller's check. Raises DataFileError at the first line that is
+    not UTF-8 or not parseable, and for a file with no rows at all.
+    """
+    display = display or str(path)
+    text = _decoded(path, display)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows = _csv_rows(text, display)
+    elif suffix == ".json" and text.lstrip().startswith("["):
+        rows = _json_array_rows(text, display)
+    else:  # .jsonl, and JSON lines (or a single object) saved as .json
+        rows = _json_lines_rows(text, display)
+    empty = True
+    for line, row in rows:
+        empty = False
+        yield line, row
+    if empty:
+        raise DataFileError(
+            display,
+            0,
+            "the file has no rows",
+            "add rows: one JSON object per line for .jsonl, a header and rows for .csv",
+        )
+
+
+def scan_rows(path: Path, display: str | None = None, keep: int = 0) -> Scan:
+    """Read every row of a file (see `iter_rows`), checking each is an object, and keep
+    the first `keep` rows. The last few scans are remembered (by path, size and
+    modification time), so lint's rules and row checks read a file once."""
+    stat = path.stat()
+    return _scan(str(path), display or str(path), keep, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _scan(path: str, display: str, keep: int, size: int, mtime_ns: int) -> Scan:
+    scan = Scan()
+    for line, row in iter_rows(Path(path), display):
+        if not isinstance(row, dict):
+            raise DataFileError(
+                display,
+                line,
+                f"the row is {_kind(row)}, not an object",
+                'each row is one JSON object, e.g. {"instruction": "...", "output": "..."}',
+            )
+        scan.rows += 1
+        scan.lines.append(line)
+        if len(scan.first) < keep:
+            scan.first.append((line, row))
+    return scan
+
+
+def count_rows(path: Path) -> int | None:
+    """Rows of a local text data file, or None when it cannot be read (lint reports why
+    elsewhere)."""
+    try:
+        return scan_rows(path).rows
+    except (DataError, OSError):
+        return None
+
+
+def _decoded(path: Path, display: str) -> str:
+    """The file's text; DataFileError at the first line that is not UTF-8."""
+    data = path.read_bytes()
+    if data.startswith(UTF16_BOMS):
+        raise DataFileError(
+            display, 1, "the file is UTF-16 or UTF-32 text, not UTF-8", SAVE_AS_UTF8
+        )
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataFileError(
+            display,
+            line,
+            f"not UTF-8 text (byte 0x{data[exc.start]:02X} at column {column}; the file is "
+            "probably Latin-1 or Windows-1252)",
+            SAVE_AS_UTF8,
+        ) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataFileError(
+            display,
+            line,
+            "the text holds NUL bytes (UTF-16 without a BOM, or binary)",
+            SAVE_AS_UTF8,
+        )
+    return text
+
+
+def _json_lines_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFileError(
+                display,
+                number,
+                f"the line is not JSON ({exc.msg} at column {exc.colno})",
+                "each line of a .jsonl file is one complete JSON object",
+            ) from None
+        except RecursionError:
+            raise DataFileError(
+                display, number, "the JSON is nested too deeply", "flatten the row"
+            ) from None
+
+
+def _json_array_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
+    """Items of a top-level JSON array with the line each starts on."""
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    expect_item = True
+    while True:
+        position = _skip_space(text, position)
+        if position >= len(text):
+            raise _json_error(display, text, position, "the array is not closed with ]")
+        if text[position] == "]":
+            if _skip_space(text, position + 1) < len(text):
+                raise _json_error(display, text, position + 1, "text after the array")
+            return
+        if not expect_item:
+            if text[position] != ",":
+                raise _json_error(display, text, position, "expected , or ] between items")
+            position += 1
+            expect_item = True
+            continue
+        try:
+            item, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise _json_error(display, text, exc.pos, exc.msg) from None
+        except RecursionError:
+            raise _json_error(display, text, position, "nested too deeply") from None
+        yield text.count("\n", 0, position) + 1, item
+        position, expect_item = end, False
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def _json_error(display: str, text: str, position: int, message: str) -> DataFileError:
+    line = text.count("\n", 0, position) + 1
+    return DataFileError(
+        display,
+        line,
+        f"not valid JSON ({message})",
+        "a .json file is one JSON array of objects, or one JSON object per line",
+    )
+
+
+def _csv_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        start = reader.line_num + 1
+        last: tuple[int, list[str]] | None = None
+        for fields in reader:
+            if fields:
+                if len(fields) > len(header):
+                    raise DataFileError(
+                        display,
+                        start,
+                        f"the row has {len(fields)} fields but the header has {len(header)}",
+                        "quote fields that contain commas, or fix the header",
+                    )
+                if last is not None:
+                    yield last[0], dict(zip(header, last[1], strict=False))
+                last = (start, fields)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataFileError(
+            display,
+            reader.line_num,
+            f"not valid CSV ({exc})",
+            'close every quoted field; write a quote inside one as ""',
+        ) from None
+    if last is None:
+        return
+    # csv reads an unclosed quote to the end of the file as one field of many lines
+    if text.count('"') % 2 and any("\n" in value for value in last[1]):
+        raise DataFileError(
+            display,
+            last[0],
+            "a quoted field on this row is never closed",
+            'close every quoted field; write a quote inside one as ""',
+        )
+    yield last[0], dict(zip(header, last[1], strict=False))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "null"
+    return f"the {type(value).__name__} {value!r}"[:60]
