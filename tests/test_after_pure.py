@@ -119,9 +119,10 @@ def test_a_folder_that_is_neither_run_nor_model_is_refused(tmp_path):
 
 
 def test_an_unfinished_run_says_how_to_continue(tmp_path):
+    (tmp_path / ".recipe-run").write_text("{}")
     (tmp_path / "recipe.resolved.yaml").write_text("model: {id: x}\nmethod: full\ndata: {}\n")
-    (tmp_path / "run.json").write_text('{"status": "failed"}')
-    with pytest.raises(AfterError, match=r"no trained model in final/ \(run status: failed\)"):
+    (tmp_path / "run.json").write_text('{"status": "failed", "error": "out of memory"}')
+    with pytest.raises(AfterError, match=r"not a trained run: it failed \(out of memory\)"):
         find_target(str(tmp_path))
 
 

@@ -138,21 +138,111 @@ def _run_target(run: RunDirectory) -> Target:
             "`recipe run` (give a run directory or a model directory)"
         )
     settings = Settings(run.read_resolved())
-    final = run.final
-    if not final.is_dir() or not any(final.iterdir()):
-        status = run.read_run().get("status", "unknown") if run.run_json.is_file() else "unknown"
-        raise AfterError(
-            f"{run.path} has no trained model in {final.name}/ (run status: {status}); "
-            "the run did not finish. Continue it with `recipe run RECIPE --resume`, or "
-            "start it again"
-        )
-    adapter = (final / "adapter_config.json").is_file()
+    status, record = _status_of(run)
+    missing = missing_from_final(run, settings)
+    if status != "succeeded" or missing:
+        raise AfterError(not_trained_message(run, status, record, missing))
     return Target(
         path=run.path,
         settings=settings,
-        weights=str(final),
-        adapter=adapter,
-        base=_base_of(run, settings) if adapter else None,
+        weights=str(run.final),
+        adapter=settings.adapter,
+        base=_base_of(run, settings) if settings.adapter else None,
+    )
+
+
+# What a complete final/ holds: any one file of each group.
+TOKENIZER_FILES = ("tokenizer_config.json",)
+MODEL_FILES = {
+    "config.json": ("config.json",),
+    "the model weights": (
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    ),
+}
+ADAPTER_FILES = {
+    "adapter_config.json": ("adapter_config.json",),
+    "the adapter weights": ("adapter_model.safetensors", "adapter_model.bin"),
+}
+
+
+def missing_from_final(run: RunDirectory, settings: Settings) -> list[str]:
+    """What a trained run's directory lacks for infer/eval/merge to use it: final/ with
+    the model (or adapter), its weights and the tokenizer, and for a LoRA run on a
+    `model.config` model the base/ weights the adapter applies to."""
+    final = run.final
+    if not final.is_dir():
+        return [f"{final.name}/ (the trained {'adapter' if settings.adapter else 'model'})"]
+    groups = dict(ADAPTER_FILES if settings.adapter else MODEL_FILES)
+    groups["the tokenizer (tokenizer_config.json)"] = TOKENIZER_FILES
+    missing = [
+        f"{final.name}/{what}"
+        for what, names in groups.items()
+        if not any((final / name).is_file() for name in names)
+    ]
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        missing += [f"{final.name}/{shard}" for shard in _missing_shards(final / index)]
+    if settings.adapter and settings.from_config and not (run.base / "config.json").is_file():
+        missing.append(f"{run.base.name}/ (the initial weights the adapter applies to)")
+    return missing
+
+
+def _missing_shards(index: Path) -> list[str]:
+    if not index.is_file():
+        return []
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}
+    except (OSError, ValueError, AttributeError):
+        return [index.name + " (unreadable)"]
+    return sorted({str(f) for f in weight_map.values() if not (index.parent / str(f)).is_file()})
+
+
+def _status_of(run: RunDirectory) -> tuple[str, dict]:
+    """(status, run.json) as they are now; `unknown` for a missing or unreadable run.json."""
+    try:
+        record = run.read_run() if run.run_json.is_file() else {}
+        return run.status(), record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return "unknown", {}
+
+
+def not_trained_message(run: RunDirectory, status: str, record: dict, missing: list[str]) -> str:
+    """Why a run cannot be used yet, and what to do, by its status."""
+    checkpoints = run.checkpoints()
+    newest = f" (newest checkpoint: {checkpoints[-1].name})" if checkpoints else ""
+    resume = (
+        f"continue it with `recipe run RECIPE --resume`{newest}, or start it again"
+        if checkpoints
+        else "start it again with `recipe run RECIPE` (it saved no checkpoint to resume from)"
+    )
+    where = f"{run.path} is not a trained run"
+    if status == "running":
+        pid = record.get("pid")
+        return f"{where} yet: it is still training (pid {pid}); wait for it to finish"
+    if status == "succeeded":
+        return (
+            f"{run.path} says it succeeded, but {', '.join(missing)} is missing (moved or "
+            "deleted since); copy it back, or train the run again"
+        )
+    if status == "failed":
+        error = str(record.get("error") or "see its logs").splitlines()[0]
+        return f"{where}: it failed ({error}); fix the cause and {resume}"
+    if status == "diverged":
+        return (
+            f"{where}: it diverged and was stopped before the final model was saved; "
+            "lower training.learning_rate (or check the data) and start it again"
+        )
+    if status == "interrupted":
+        return f"{where}: it was interrupted before the final model was saved; {resume}"
+    if status == "stale":
+        return (
+            f"{where}: it stopped without finishing (its process is gone, status stale); {resume}"
+        )
+    return (
+        f"{where}: its run.json is missing or unreadable (status {status}), so nothing says "
+        f"it finished; {resume}"
     )
 
 

@@ -10,12 +10,18 @@ import click
 
 from runner.cli.options import quiet_libraries
 from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, target_of
+from runner.data.formats import FIELDS
 
 
 @click.command(name="eval")
 @click.argument("run")
 @click.option("--data", "data", help="Evaluate on this source instead of the run's eval split.")
-@click.option("--format", "fmt", help="Format of --data (default: the run's training format).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FIELDS)),
+    help="Format of --data (default: the run's training format).",
+)
 @click.option("-n", "count", default=5, show_default=True, type=click.IntRange(0))
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1))
 @BASE_4BIT_OPTION

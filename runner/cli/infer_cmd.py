@@ -32,7 +32,12 @@ from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, target_of
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling.")
 @click.option("--seed", type=int, help="Seed for sampling, for repeatable output.")
 @click.option("--compare", is_flag=True, help="Also answer with the base model, side by side.")
-@click.option("--out", type=click.Path(path_type=Path), help="Write results as JSONL to this file.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write results as JSONL to this file (never over an existing one without --force).",
+)
+@click.option("--force", is_flag=True, help="Let --out replace an existing file.")
 @BASE_4BIT_OPTION
 @SET_OPTION
 def infer(
@@ -45,6 +50,7 @@ def infer(
     seed: int | None,
     compare: bool,
     out: Path | None,
+    force: bool,
     base_4bit: bool | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -58,6 +64,11 @@ def infer(
         raise click.UsageError("give exactly one of --prompt TEXT or --file prompts.jsonl")
     if top_p is not None and temperature is None:
         raise click.UsageError("--top-p applies to sampling; give --temperature too")
+    if out is not None and out.exists() and not force:
+        raise AfterError(
+            f"{out} exists; recipe infer never overwrites a file (choose another --out, or "
+            "add --force to replace it)"
+        )
 
     from runner.after.generate import Sampling
     from runner.after.prompts import PromptRow, read_prompts
