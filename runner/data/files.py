@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
-import io
 import json
 from array import array
 from collections.abc import Iterator
@@ -62,17 +61,18 @@ def iter_rows(path: Path, display: str | None = None) -> Iterator[tuple[int, Any
 
     A row is whatever the line (or array item) holds; whether it is an object with the
     right fields is the caller's check. Raises DataFileError at the first line that is
-    not UTF-8 or not parseable, and for a file with no rows at all.
+    not UTF-8 or not parseable, and for a file with no rows at all. JSON lines and CSV
+    are read a line at a time, so a large file costs no more memory than its longest row.
     """
     display = display or str(path)
-    text = _decoded(path, display)
     suffix = path.suffix.lower()
+    lines = _text_lines(path, display)
     if suffix == ".csv":
-        rows = _csv_rows(text, display)
-    elif suffix == ".json" and text.lstrip().startswith("["):
-        rows = _json_array_rows(text, display)
+        rows = _csv_rows(lines, display)
+    elif suffix == ".json" and _starts_with_array(path):
+        rows = _json_array_rows("".join(line for _, line in lines), display)
     else:  # .jsonl, and JSON lines (or a single object) saved as .json
-        rows = _json_lines_rows(text, display)
+        rows = _json_lines_rows(lines, display)
     empty = True
     for line, row in rows:
         empty = False
@@ -121,39 +121,49 @@ def count_rows(path: Path) -> int | None:
         return None
 
 
-def _decoded(path: Path, display: str) -> str:
-    """The file's text; DataFileError at the first line that is not UTF-8."""
-    data = path.read_bytes()
-    if data.startswith(UTF16_BOMS):
-        raise DataFileError(
-            display, 1, "the file is UTF-16 or UTF-32 text, not UTF-8", SAVE_AS_UTF8
-        )
-    data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DataFileError(
-            display,
-            line,
-            f"not UTF-8 text (byte 0x{data[exc.start]:02X} at column {column}; the file is "
-            "probably Latin-1 or Windows-1252)",
-            SAVE_AS_UTF8,
-        ) from None
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise DataFileError(
-            display,
-            line,
-            "the text holds NUL bytes (UTF-16 without a BOM, or binary)",
-            SAVE_AS_UTF8,
-        )
-    return text
+def _text_lines(path: Path, display: str) -> Iterator[tuple[int, str]]:
+    """(1-based number, text) of each line, line ending kept; DataFileError at the first
+    line that is not UTF-8 (UTF-16 and UTF-32 are named by their byte-order mark)."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if number == 1:
+                if raw.startswith(UTF16_BOMS):
+                    raise DataFileError(
+                        display, 1, "the file is UTF-16 or UTF-32 text, not UTF-8", SAVE_AS_UTF8
+                    )
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFileError(
+                    display,
+                    number,
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02X} at column {exc.start + 1}; "
+                    "the file is probably Latin-1 or Windows-1252)",
+                    SAVE_AS_UTF8,
+                ) from None
+            if "\x00" in text:
+                raise DataFileError(
+                    display,
+                    number,
+                    "the text holds NUL bytes (UTF-16 without a byte-order mark, or binary)",
+                    SAVE_AS_UTF8,
+                )
+            yield number, text
 
 
-def _json_lines_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), 1):
+def _starts_with_array(path: Path) -> bool:
+    """Whether a .json file's first non-blank character is `[` (one JSON array)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(4096):
+            stripped = chunk.lstrip(b" \t\r\n").removeprefix(codecs.BOM_UTF8)
+            if stripped:
+                return stripped.startswith(b"[")
+    return False
+
+
+def _json_lines_rows(lines: Iterator[tuple[int, str]], display: str) -> Iterator[tuple[int, Any]]:
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -162,7 +172,7 @@ def _json_lines_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
             raise DataFileError(
                 display,
                 number,
-                f"the line is not JSON ({exc.msg} at column {exc.colno})",
+                f"the line is not JSON ({exc.msg} at column {exc.pos + 1})",
                 "each line of a .jsonl file is one complete JSON object",
             ) from None
         except RecursionError:
@@ -216,8 +226,16 @@ def _json_error(display: str, text: str, position: int, message: str) -> DataFil
     )
 
 
-def _csv_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _csv_rows(lines: Iterator[tuple[int, str]], display: str) -> Iterator[tuple[int, Any]]:
+    quotes = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal quotes
+        for _, line in lines:
+            quotes += line.count('"')
+            yield line
+
+    reader = csv.reader(counted())
     try:
         header = next(reader, None)
         if header is None:
@@ -247,7 +265,7 @@ def _csv_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
     if last is None:
         return
     # csv reads an unclosed quote to the end of the file as one field of many lines
-    if text.count('"') % 2 and any("\n" in value for value in last[1]):
+    if quotes % 2 and any("\n" in value for value in last[1]):
         raise DataFileError(
             display,
             last[0],
