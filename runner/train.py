@@ -93,6 +93,8 @@ def train(run: RunDirectory, placement: Placement, resume: Path | None) -> int:
             record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
         )
     eval_metrics = trainer.evaluate() if data.eval is not None else {}
+    if trainer.is_fsdp_enabled:  # one whole model, however the checkpoints were sharded
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(run.final))  # the full model, or the adapter for LoRA/QLoRA
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(run.final)

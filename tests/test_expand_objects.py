@@ -65,7 +65,10 @@ def test_qlora_recipe_loads_with_4bit_quantization():
 
 def test_deepspeed_full_finetune_leaves_placement_to_deepspeed():
     settings = resolved(
-        "llama32-1b-full-3090", "launch.strategy=deepspeed", "launch.num_processes=2"
+        "llama32-1b-full-3090",
+        "launch.strategy=deepspeed",
+        "launch.num_processes=2",
+        "hardware.count=2",
     )
     assert "device_map" not in model_kwargs(settings, GPU, "cuda:0")
 

@@ -73,9 +73,9 @@ def exact_match(
 
 
 class ExactMatchCallback(TrainerCallback):
-    """Measures held-out exact match on the main process when training begins (unless
-    `before` is already known, as on resume; `keep` records it at once) and when it
-    ends."""
+    """Measures held-out exact match when training begins (unless `before` is already
+    known, as on resume; `keep` records it at once) and when it ends: on the main
+    process, or on every process when the weights are sharded."""
 
     def __init__(
         self,
@@ -92,6 +92,9 @@ class ExactMatchCallback(TrainerCallback):
         self.stop_ids = end_of_turn_ids(tokenizer, settings.template)
         self.before = before
         self.keep = keep
+        # ZeRO-3 and FSDP gather each layer from every process as it runs: every rank
+        # must generate too (transformers then keeps them in step); else rank 0 alone
+        self.every_rank = settings.shards_weights
         self.after: dict[str, Any] | None = None
 
     def _measure(self, model: PreTrainedModel) -> dict[str, Any]:
@@ -100,13 +103,13 @@ class ExactMatchCallback(TrainerCallback):
         )
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero and self.before is None:
+        if self.before is None and (self.every_rank or state.is_world_process_zero):
             self.before = self._measure(model)
-            if self.keep is not None:
+            if self.keep is not None and state.is_world_process_zero:
                 self.keep(self.before)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero:
+        if self.every_rank or state.is_world_process_zero:
             self.after = self._measure(model)
 
     def record(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Ctrl-C stops them at once. Heavy libraries are imported inside, never at module 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,13 +37,20 @@ class RunStopped(UserError):
 @click.argument("accelerate_args", nargs=-1, type=click.UNPROCESSED)
 @SET_OPTION
 @click.option(
-    "--dry-run", is_flag=True, help="Print the launch command and the resolved recipe; start nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Print the launch command and the resolved recipe; start nothing.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run in output_dir.")
 @click.option(
     "--resume", is_flag=True, help="Continue the run in output_dir from its newest checkpoint."
 )
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if the recipe is made for a GPU.")
+@click.option(
+    "--print-launch",
+    is_flag=True,
+    help="Print the command to run on each machine (several machines: one per node); start nothing.",
+)
 def run(
     recipe: str,
     accelerate_args: tuple[str, ...],
@@ -51,6 +59,7 @@ def run(
     overwrite: bool,
     resume: bool,
     cpu: bool,
+    print_launch: bool,
 ) -> None:
     """Lint, prepare and train RECIPE under accelerate launch.
 
@@ -65,6 +74,12 @@ def run(
     checked = checked_recipe(recipe, overrides)
     settings = checked.settings
     placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=cpu)
+    if print_launch:
+        click.echo(per_machine_commands(recipe, overrides, settings, placement, accelerate_args))
+        return
+    if settings.machine_rank > 0:
+        click.echo(run_other_machine(settings, placement, accelerate_args, resume))
+        return
     if dry_run:
         point = resume_point_of(settings.output_dir) if resume else None
         argv = launch_argv(settings, placement, extra=accelerate_args, resume=point)
@@ -81,13 +96,70 @@ def run(
     try:
         point = continue_from(run_dir, settings) if resume else None
         argv = launch_argv(settings, placement, extra=accelerate_args, resume=point)
-        prepare(run_dir, checked, argv, examples, overrides, point)
+        prepare(run_dir, checked, placement, argv, examples, overrides, point)
         click.echo(f"training in {run_dir.path}", err=True)
         click.echo(f"$ {shell_command(argv)}", err=True)
         code, interrupts = train_under(argv, run_dir)
         click.echo(finish(run_dir, code, interrupts))
     finally:
         lock.release()
+
+
+def per_machine_commands(recipe, overrides, settings, placement, extra) -> str:
+    """What to start on each machine: its `recipe run`, and the launch it executes."""
+    from runner.expand.launch import launch_argv, shell_command
+    from runner.recipe.settings import Settings
+
+    lines = []
+    sets = [part for value in overrides if not value.startswith("launch.machine_rank=")
+            for part in ("--set", value)]  # fmt: skip
+    for rank in range(settings.num_machines):
+        resolved = dict(settings.resolved)
+        resolved["launch"] = {**settings.launch, "machine_rank": rank}
+        node = Settings(resolved)
+        command = ["recipe", "run", recipe, *sets]
+        if settings.num_machines > 1:
+            command += ["--set", f"launch.machine_rank={rank}"]
+        lines.append(f"# machine {rank} of {settings.num_machines}:")
+        lines.append(shell_command(command + (["--", *extra] if extra else [])))
+        lines.append(f"#   which runs: {shell_command(launch_argv(node, placement, extra=extra))}")
+    return "\n".join(lines)
+
+
+def run_other_machine(settings, placement, extra, resume: bool) -> str:
+    """A machine other than 0 of a multi-machine run: its own launch files (so a shared
+    run directory is not written twice) and its training processes; the run's record,
+    metrics and model are machine 0's."""
+    from runner.expand.engines import launch_home
+    from runner.expand.launch import launch_argv, shell_command, write_launch_files
+    from runner.run.directory import RunDirectory, RunDirError
+    from runner.run.ownership import RunLock
+
+    home = RunDirectory(launch_home(settings))
+    home.path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(home).acquire()  # one `recipe run` per machine
+    try:
+        point = resume_point_of(settings.output_dir) if resume else None
+        if resume and point is None:
+            raise RunDirError(f"{settings.output_dir}: no complete checkpoint to resume from")
+        argv = launch_argv(settings, placement, extra=extra, resume=point)
+        home.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
+        write_launch_files(settings, placement, home.path)
+        if settings.from_config and not home.base.is_dir():
+            from runner.expand.model import save_config_model
+
+            save_config_model(settings, home.base)
+        where = f"machine {settings.machine_rank} of {settings.num_machines}"
+        click.echo(f"{where}: training; $ {shell_command(argv)}", err=True)
+        code, _ = train_under(argv, home)
+    finally:
+        lock.release()
+    if code != 0:
+        raise UserError(
+            f"{where}: training failed (exit code {code}); see the output above and the "
+            f"run's record on machine 0 ({settings.output_dir})"
+        )
+    return f"{where}: done; machine 0 writes the run's record and model in {settings.output_dir}"
 
 
 def checked_examples(settings):
@@ -148,15 +220,22 @@ def continue_from(run_dir, settings) -> Path:
     return point.checkpoint
 
 
-def prepare(run_dir, checked, argv, examples, overrides, point) -> None:
-    """Write the run's record (and, for a model.config recipe, its random initial
-    weights) before anything trains."""
+def prepare(run_dir, checked, placement, argv, examples, overrides, point) -> None:
+    """Write the run's record, its accelerate (and DeepSpeed) config and, for a
+    model.config recipe, its random initial weights before anything trains."""
+    from runner.expand.engines import stray_default_config
+    from runner.expand.launch import write_launch_files
     from runner.run.checkpoints import ResumePoint
     from runner.run.record import record_start
 
     resume = ResumePoint(point) if point is not None else None
     record_start(run_dir, checked, argv, examples, overrides, resume)
     settings = checked.settings
+    write_launch_files(settings, placement, run_dir.path)
+    stray = stray_default_config()
+    if stray is not None:
+        click.echo(f"note: {stray} (accelerate's default config) is not used; this run's "
+                   f"is {run_dir.path / 'accelerate.yaml'}", err=True)  # fmt: skip
     if settings.from_config and not run_dir.base.is_dir():
         from runner.expand.model import save_config_model
 
@@ -187,7 +266,7 @@ def train_under(argv: list[str], run_dir) -> tuple[int, int]:
                 err=True,
             )
         else:
-            os.killpg(process.pid, signal.SIGKILL)
+            kill_tree(process.pid)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -197,6 +276,26 @@ def train_under(argv: list[str], run_dir) -> tuple[int, int]:
             signal.signal(signum, handler)
         run_dir.stop_request.unlink(missing_ok=True)
     return code, interrupts
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process under it (torchrun starts the training
+    processes in process groups of their own, so a group kill would miss them)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, found = [pid], []
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    for each in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGKILL)
 
 
 def finish(run_dir, code: int, interrupts: int) -> str:

@@ -1,29 +1,35 @@
 """The `accelerate launch` command line of a recipe.
 
 `launch_argv` is pure: the same settings and placement give the same argv, so tests
-assert it exactly. `launch_command` decides the placement on this machine first; it is
-what `recipe run` executes and what `recipe show --as launch` and `recipe run --dry-run`
-print. Arguments the user puts after `--` on `recipe run` are passed to accelerate last,
-so they win.
+assert it exactly. Everything accelerate needs is in the run's own config file
+(runner.expand.engines, written by `write_launch_files`); the command line adds only the
+mixed precision, the CPU threads per process and what the user puts after `--` (last, so
+it wins).
+`launch_command` decides the placement on this machine first; it is what `recipe run`
+executes and what `recipe show --as launch` and `recipe run --dry-run` print.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from runner.expand.engines import (
+    ACCELERATE_CONFIG,
+    DEEPSPEED_CONFIG,
+    accelerate_config,
+    cpu_threads,
+    deepspeed_config,
+    launch_home,
+)
 from runner.expand.placement import Placement, choose_placement, gpu_available, mixed_precision
+from runner.recipe.load import dump_yaml
 from runner.recipe.settings import Settings
 
 TRAIN_MODULE = "runner.train"
-FSDP_WRAP = {
-    "transformer_based_wrap": "TRANSFORMER_BASED_WRAP",
-    "size_based_wrap": "SIZE_BASED_WRAP",
-    "no_wrap": "NO_WRAP",
-}
 
 
 def launch_argv(
@@ -33,48 +39,32 @@ def launch_argv(
     extra: Sequence[str] = (),
     resume: Path | None = None,
 ) -> list[str]:
-    """`accelerate launch ... -m runner.train RUN_DIR` for a recipe on a placement
-    (`resume`: the complete checkpoint the training process continues from).
-
-    single: one process; ddp: --multi_gpu; deepspeed: ZeRO settings from launch.deepspeed
-    (or its config file); fsdp: FSDP settings from launch.fsdp. Several machines add
-    --machine_rank/--main_process_ip/--main_process_port. The CPU adds --cpu (and
-    `--cpu` for the training process, which never decides again).
-    """
-    launch = settings.launch
+    """`accelerate launch --config_file RUN/accelerate.yaml ... -m runner.train RUN_DIR`
+    (`resume`: the complete checkpoint the training process continues from; `--cpu`
+    tells the training processes the placement, which they never decide again)."""
+    run_dir = launch_home(settings)
     # --quiet: a failed training process reports its own error; no launcher traceback on top
-    argv = ["accelerate", "launch", "--quiet"]
+    argv = ["accelerate", "launch", "--config_file", str(run_dir / ACCELERATE_CONFIG), "--quiet"]
+    # also on the command line: accelerate's DeepSpeed check refuses a mixed precision that
+    # comes from the config file next to a DeepSpeed JSON
+    argv += ["--mixed_precision", mixed_precision(settings, placement)]
     if placement.cpu:
-        argv.append("--cpu")
-    argv += [
-        "--num_processes",
-        str(settings.num_processes),
-        "--num_machines",
-        str(settings.num_machines),
-        "--mixed_precision",
-        mixed_precision(settings, placement),
-        "--dynamo_backend",
-        "no",
-    ]
-    if settings.num_machines > 1:
-        argv += ["--machine_rank", str(launch.get("machine_rank", 0))]
-        if "main_process_ip" in launch:
-            argv += ["--main_process_ip", str(launch["main_process_ip"])]
-        if "main_process_port" in launch:
-            argv += ["--main_process_port", str(launch["main_process_port"])]
-    if settings.strategy == "ddp":
-        argv.append("--multi_gpu")
-    elif settings.strategy == "deepspeed":
-        argv += _deepspeed_args(launch["deepspeed"])
-    elif settings.strategy == "fsdp":
-        argv += _fsdp_args(launch["fsdp"])
-    argv += list(extra)
-    argv += ["-m", TRAIN_MODULE, str(settings.output_dir)]
+        processes_here = settings.num_processes // settings.num_machines
+        argv += ["--num_cpu_threads_per_process", str(cpu_threads(placement, processes_here))]
+    argv += [*extra, "-m", TRAIN_MODULE, str(run_dir)]
     if placement.cpu:
         argv.append("--cpu")
     if resume is not None:
         argv += ["--resume", str(resume)]
     return argv
+
+
+def write_launch_files(settings: Settings, placement: Placement, run_dir: Path) -> None:
+    """Write the run's accelerate config (and DeepSpeed JSON) that `launch_argv` names."""
+    (run_dir / ACCELERATE_CONFIG).write_text(dump_yaml(accelerate_config(settings, placement)))
+    ds = deepspeed_config(settings)
+    if ds is not None:
+        (run_dir / DEEPSPEED_CONFIG).write_text(json.dumps(ds, indent=2) + "\n")
 
 
 def launch_command(
@@ -87,39 +77,6 @@ def launch_command(
     """The argv `recipe run` executes on this machine (placement decided here, once)."""
     placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=force_cpu)
     return launch_argv(settings, placement, extra=extra, resume=resume)
-
-
-def _deepspeed_args(ds: dict[str, Any]) -> list[str]:
-    argv = ["--use_deepspeed"]
-    if ds.get("config_file"):
-        return [*argv, "--deepspeed_config_file", str(ds["config_file"])]
-    argv += [
-        "--zero_stage",
-        str(ds["zero_stage"]),
-        "--offload_optimizer_device",
-        str(ds["offload_optimizer_device"]),
-        "--offload_param_device",
-        str(ds["offload_param_device"]),
-    ]
-    if "zero3_init_flag" in ds:
-        argv += ["--zero3_init_flag", str(bool(ds["zero3_init_flag"])).lower()]
-    return argv
-
-
-def _fsdp_args(fsdp: dict[str, Any]) -> list[str]:
-    return [
-        "--use_fsdp",
-        "--fsdp_version",
-        str(fsdp["version"]),
-        "--fsdp_reshard_after_forward",
-        str(bool(fsdp["reshard_after_forward"])).lower(),
-        "--fsdp_offload_params",
-        str(bool(fsdp["cpu_offload"])).lower(),
-        "--fsdp_auto_wrap_policy",
-        FSDP_WRAP[fsdp["auto_wrap_policy"]],
-        "--fsdp_state_dict_type",
-        str(fsdp["state_dict_type"]),
-    ]
 
 
 def executable_argv(argv: list[str]) -> list[str]:

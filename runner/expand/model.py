@@ -4,7 +4,8 @@
 would otherwise load float32), the attention kernel, the bitsandbytes quantization, and
 a device map that puts the whole model on this process's device. A model that does not
 fit fails with an out-of-memory error instead of being offloaded to the CPU behind the
-user's back; `device_map` is left out under DeepSpeed and FSDP, which place weights
+user's back; `device_map` is left out under DeepSpeed (a quantized model under ZeRO-1/2
+keeps it: bitsandbytes quantizes on the device) and FSDP, which place weights
 themselves.
 
 A `model.config` model has no checkpoint to load: `build_config_model` makes its random
@@ -53,8 +54,8 @@ def model_kwargs(settings: Settings, placement: Placement, device: str) -> dict[
             compute = on_device(quantization["bnb_4bit_compute_dtype"], placement)
             quantization["bnb_4bit_compute_dtype"] = compute
         kwargs["quantization_config"] = quantization
-    if quantization or settings.strategy not in ("deepspeed", "fsdp"):
-        kwargs["device_map"] = {"": device}
+    if not (settings.shards_weights or (settings.strategy == "deepspeed" and not quantization)):
+        kwargs["device_map"] = {"": device}  # ZeRO-3 and FSDP place the shards themselves
     return kwargs
 
 

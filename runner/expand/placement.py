@@ -47,6 +47,14 @@ def choose_placement(settings: Settings, *, gpu_here: bool, force_cpu: bool = Fa
     """CPU when the recipe says so (hardware.gpu: cpu, training.use_cpu) or `--cpu`; else
     the GPU. A recipe made for a GPU on a machine without one stops here, before any data
     is read, unless `--cpu` says to train on the CPU anyway."""
+    on_cpu = settings.cpu_only or force_cpu or not gpu_here
+    if on_cpu and settings.strategy == "fsdp":
+        # accelerate's CPU mode drops FSDP for DDP, and without it each process trains
+        # alone: there is no FSDP on the CPU
+        raise PlacementError(
+            "launch.strategy fsdp needs CUDA GPUs; on the CPU use strategy ddp, or deepspeed "
+            "(ZeRO-3 shards the weights too)"
+        )
     if settings.cpu_only or force_cpu:
         return Placement(cpu=True)
     if gpu_here:

@@ -10,6 +10,8 @@ data-dependent and machine-dependent arguments on top, all in plain sight:
 - on CPU: `use_cpu`, and bf16/fp16 switched off (CPU trains in the model's dtype);
 - `include_num_input_tokens_seen` so the summary can count tokens;
 - `logging_nan_inf_filter: false`, so a non-finite loss is logged as it is;
+- under DeepSpeed the run's DeepSpeed JSON (`deepspeed`); under FSDP activation
+  checkpointing is FSDP's own (accelerate's fsdp_config), not the Trainer's;
 - `report_to: none` written as an empty list.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.expand.engines import deepspeed_file
 from runner.expand.library_kwargs import sft_kwargs
 from runner.expand.placement import Placement
 from runner.recipe.settings import Settings
@@ -50,4 +53,12 @@ def run_sft_kwargs(
         kwargs["report_to"] = []
     if not has_eval and kwargs.get("eval_strategy", "no") != "no":
         kwargs["eval_strategy"] = "no"
+    if settings.strategy == "deepspeed":
+        kwargs["deepspeed"] = deepspeed_file(settings)  # "auto" values filled by transformers
+    if settings.strategy == "fsdp":
+        kwargs["activation_checkpointing"] = False  # FSDP checkpoints layers itself
+    if settings.strategy == "ddp":
+        # every trainable parameter gets a gradient each step (frozen LoRA bases do not
+        # count); searching for unused ones costs a graph traversal per step
+        kwargs.setdefault("ddp_find_unused_parameters", False)
     return kwargs

@@ -72,7 +72,7 @@ def resolve_recipe(
     _resolve_model(resolved["model"], resolved["training"], recipe_dir)
     _resolve_data(resolved["data"], recipe_dir)
     _resolve_adapters(resolved)
-    _resolve_launch(resolved["launch"])
+    _resolve_launch(resolved["launch"], recipe_dir)
     resolved["output_dir"] = absolute_path(resolved["output_dir"], cwd or Path.cwd())
     return resolved
 
@@ -149,7 +149,7 @@ def _resolve_adapters(resolved: dict[str, Any]) -> None:
         lora.setdefault("task_type", "CAUSAL_LM")
 
 
-def _resolve_launch(launch: dict[str, Any]) -> None:
+def _resolve_launch(launch: dict[str, Any], recipe_dir: Path) -> None:
     if "strategy" not in launch:
         single = launch["num_processes"] == 1 and launch["num_machines"] == 1
         launch["strategy"] = "single" if single else "ddp"
@@ -157,3 +157,6 @@ def _resolve_launch(launch: dict[str, Any]) -> None:
     for engine in ("deepspeed", "fsdp"):
         if launch["strategy"] == engine:
             launch[engine] = fill_defaults(launch.get(engine) or {}, engines[engine])
+    config_file = (launch.get("deepspeed") or {}).get("config_file")
+    if config_file:
+        launch["deepspeed"]["config_file"] = absolute_path(config_file, recipe_dir)

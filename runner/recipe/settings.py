@@ -175,6 +175,11 @@ class Settings:
         return int(self.launch["num_machines"])
 
     @property
+    def machine_rank(self) -> int:
+        """This machine's rank: 0 on the main machine (the one that keeps the record)."""
+        return int(self.launch.get("machine_rank", 0))
+
+    @property
     def zero_stage(self) -> int:
         """The DeepSpeed ZeRO stage, 0 when DeepSpeed is not used."""
         return int(self.launch["deepspeed"]["zero_stage"]) if self.strategy == "deepspeed" else 0

@@ -64,6 +64,8 @@ RUNNER_ENTRIES = frozenset(
         "template",  # the template text the run used (runner.run.template_copy)
         "logs",  # the libraries' full logs (runner.logs)
         "README.md",  # the model card the Trainer writes when it saves the model
+        "accelerate.yaml",  # the run's accelerate config (runner.expand.engines)
+        "deepspeed.json",  # its DeepSpeed config
     }
 )
 STATUSES = ("running", "succeeded", "failed", "diverged", "interrupted", "stale")
@@ -94,9 +96,14 @@ def strict_json(value: Any, **kwargs: Any) -> str:
     return json.dumps(finite_or_none(value), allow_nan=False, default=str, **kwargs)
 
 
+def is_node_folder(name: str) -> bool:
+    """`.recipe-node-<rank>/`: what machine <rank> > 0 of a multi-machine run keeps."""
+    return name.startswith(".recipe-node-")
+
+
 def is_runner_entry(name: str) -> bool:
     """Whether a top-level name in a run directory is one the runner writes."""
-    if name in RUNNER_ENTRIES or name.startswith(".recipe-node-"):
+    if name in RUNNER_ENTRIES or is_node_folder(name):
         return True
     name = name.removeprefix("incomplete-")
     return name.startswith("checkpoint-") and name.removeprefix("checkpoint-").isdigit()

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import IO
 
 from runner import __version__
-from runner.run.directory import RunDirectory, RunDirError, is_runner_entry, now, this_host
+from runner.run.directory import (
+    RunDirectory,
+    RunDirError,
+    is_node_folder,
+    is_runner_entry,
+    now,
+    this_host,
+)
 
 MAX_LISTED = 5
 
@@ -86,7 +93,8 @@ def claim_run_dir(
     run = RunDirectory(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is not a folder; choose another output_dir")
-    entries = list(path.iterdir()) if path.is_dir() else []
+    # another machine of a multi-machine run may have made its own folder here first
+    entries = [p for p in path.iterdir() if not is_node_folder(p.name)] if path.is_dir() else []
     if entries and not run.is_run():
         raise RunDirError(_not_a_run(path, run.foreign_entries() or [p.name for p in entries]))
     if not entries:
@@ -164,6 +172,8 @@ def _delete_runner_entries(run: RunDirectory) -> None:
     for entry in sorted(run.path.iterdir()):
         if entry.name == run.lock_file.name or not is_runner_entry(entry.name):
             continue
+        if is_node_folder(entry.name):
+            continue  # another machine's, maybe in use right now
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
