@@ -1,4 +1,5 @@
-"""Wall time of `recipe lint runner/shipped/recipes/` in a fresh process, next to `python -c "import trl"`.
+"""Wall time of `recipe lint` on the shipped recipes in a fresh process, next to
+`python -c "import trl"`, with the machine and its load (both swing the figures).
 
     python bench/lint_speed.py [--repeat 5]
 
@@ -11,6 +12,8 @@ SFTTrainer` is what any command that trains pays, so both are shown.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -19,6 +22,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores"
+
+
+def load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def wall_times(argv: list[str], repeat: int) -> list[float]:
@@ -46,10 +65,12 @@ def main() -> None:
         "from trl import SFTTrainer": [sys.executable, "-c", "from trl import SFTTrainer"],
         'python -c "pass"': [sys.executable, "-c", "pass"],
     }
+    print(f"machine {machine()}; load average before {load()} (1, 5, 15 min)")
     results = {name: wall_times(argv, args.repeat) for name, argv in cases.items()}
-    print(f"{'command':28} {'median s':>9} {'min s':>7}   ({args.repeat} runs each)")
+    print(f"load average after {load()}")
+    print(f"{'command':38} {'median s':>9} {'min s':>7}   ({args.repeat} runs each)")
     for name, times in results.items():
-        print(f"{name:28} {statistics.median(times):9.3f} {min(times):7.3f}")
+        print(f"{name:38} {statistics.median(times):9.3f} {min(times):7.3f}")
     lint_median = statistics.median(results["recipe lint runner/shipped/recipes/"])
     trl_median = statistics.median(results['python -c "import trl"'])
     sft_median = statistics.median(results["from trl import SFTTrainer"])
