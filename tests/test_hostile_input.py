@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("fuzz_inputs", REPO / "tools" / "fuzz_inputs.py")
@@ -19,7 +20,7 @@ sys.modules["fuzz_inputs"] = fuzz  # dataclasses look their module up
 spec.loader.exec_module(fuzz)
 
 CI = settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     database=None,
     derandomize=True,  # the same cases on every CI run; the script explores
@@ -42,6 +43,12 @@ def test_mutated_shipped_recipes_get_diagnostics_not_tracebacks(case) -> None:
 @given(text=fuzz.yaml_document())
 def test_random_yaml_documents_get_diagnostics_not_tracebacks(text) -> None:
     assert_no_problems(fuzz.check_recipe_text(text))
+
+
+@CI
+@given(arguments=st.lists(fuzz.override(), min_size=1, max_size=3))
+def test_random_set_arguments_get_diagnostics_not_tracebacks(arguments) -> None:
+    assert_no_problems(fuzz.check_overrides(arguments))
 
 
 @settings(CI, max_examples=15)

@@ -95,6 +95,27 @@ def test_an_alias_bomb_in_an_override_is_refused(tmp_path: Path) -> None:
     assert "aliases" in result.errors[0].message
 
 
+def test_half_a_surrogate_pair_is_refused_in_recipes_overrides_and_data(tmp_path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text('schema_version: 1\nname: "\\ud83d"\n')
+    assert (
+        "r.yaml:2:7: error[yaml-syntax]: a \\uD800-\\uDFFF escape"
+        in invoke("lint", str(path)).stderr
+    )
+    undecodable = "name=\udcff"  # a byte the terminal could not decode, as Python keeps it
+    result = check_recipe("demo-uppercase", [undecodable])
+    assert [d.rule for d in result.errors] == ["bad-override"]
+    recipe = with_train_file(tmp_path, b'{"prompt": "a\\ud83d", "completion": "A"}\n')
+    assert (
+        "uppercase-train.jsonl:1: the line holds a" in invoke("lint", "--data", str(recipe)).stderr
+    )
+
+
+def test_a_tag_in_an_override_is_taken_as_text() -> None:
+    result = check_recipe("demo-uppercase", ["training.seed=!!set {a}"])
+    assert [d.rule for d in result.errors] == ["wrong-type"]
+
+
 def test_a_date_is_text_as_in_yaml_1_2(tmp_path: Path) -> None:
     result = check_recipe("demo-uppercase", ["description=2024-01-01"])
     assert result.ok and result.resolved["description"] == "2024-01-01"

@@ -9,6 +9,7 @@ few dozen of each in CI):
   huge number, NaN, unicode, a tag, an alias, deep nesting; a line deleted, doubled or
   cut; random characters inserted);
 - documents: random YAML documents, alias bombs, deep nesting, tags, random text;
+- overrides: random `--set` arguments (YAML snippets, bytes that are not UTF-8);
 - data: the demo recipe with random train data (bytes, encodings, malformed JSON lines,
   odd rows, CSV).
 
@@ -42,7 +43,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TIME_LIMIT_S = 5.0
 MEMORY_LIMIT_MB = 300
-DIAGNOSTIC = re.compile(r"(^|\n)(\S.*: )?error(\[[a-z0-9-]+\])?: ")
+DIAGNOSTIC = re.compile(
+    r"(^|: )error(\[[a-z0-9-]+\])?: ", re.M
+)  # `error: ...`, `...: error[rule]: ...`
 
 
 def shipped_recipes() -> dict[str, str]:
@@ -60,8 +63,9 @@ HOSTILE_SNIPPETS = [
     "[" * 300 + "]" * 300, "{a: " * 60 + "1" + "}" * 60, "'unterminated", '"\\x00"',
     "|\n  block", "? complex key", "- a\n- b", "{}", "[]", "null", "~", "yes", "no", "on",
     "2024-01-01", "2024-01-01 10:00:00", "<<: *x", "\t", "\ufeff", "é", "\U0001f600" * 50,
-    "a" * 10000, "%YAML 1.1", "---", "...",
+    "a" * 10000, "%YAML 1.1", "---", "...", '"\\ud83d"', '"\\ud83d\\ude00"', '"\\udcff x"',
 ]  # fmt: skip
+LONE_SURROGATES = st.sampled_from(["\ud83d", "\udcff", "a\udfffb"])
 scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -140,6 +144,17 @@ def deep_nesting(draw: st.DrawFn) -> str:
     return "schema_version: 1\n" + "".join(" " * i + f"k{i}:\n" for i in range(min(depth, 400)))
 
 
+def override() -> st.SearchStrategy[str]:
+    """A `--set` argument: random key and value, YAML snippets, bytes the terminal could
+    not decode (kept by Python as surrogates in argv)."""
+    key = st.one_of(
+        st.sampled_from(["training.seed", "data.train.0.source", "lora.r", "name", "x.0.y"]),
+        st.text(max_size=15),
+    )
+    value = st.one_of(yaml_value(), LONE_SURROGATES)
+    return st.tuples(key, st.sampled_from(["=", "", "=="]), value).map(lambda t: "".join(t))
+
+
 def yaml_document() -> st.SearchStrategy[str]:
     """Random documents: data written as YAML, alias bombs, deep nesting, tags, text."""
     data = st.recursive(
@@ -171,11 +186,14 @@ def data_file(draw: st.DrawFn) -> tuple[str, bytes]:
     good = st.fixed_dictionaries(
         {"prompt": st.text(max_size=40), "completion": st.text(max_size=20)}
     )
-    odd = st.dictionaries(st.sampled_from(["prompt", "completion", "x"]), scalars, max_size=3)
+    odd = st.dictionaries(
+        st.sampled_from(["prompt", "completion", "x"]), scalars | LONE_SURROGATES, max_size=3
+    )
     rows = draw(
         st.lists(st.one_of(good, good, odd, scalars, st.lists(scalars, max_size=3)), max_size=40)
     )
-    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    ascii_only = draw(st.booleans())  # \uXXXX escapes (a lone surrogate among them) or not
+    lines = [json.dumps(r, ensure_ascii=ascii_only) for r in rows]
     if lines and draw(st.booleans()):
         at = draw(st.integers(0, len(lines) - 1))
         lines[at] = lines[at][: draw(st.integers(0, len(lines[at])))]  # a cut line
@@ -260,6 +278,16 @@ def check_recipe_text(text: str, preview: bool = False) -> list[Outcome]:
         return [run_command([*c, str(path)], where) for c in commands]
 
 
+def check_overrides(arguments: list[str]) -> list[Outcome]:
+    """lint, show and plan of the demo recipe with these `--set` arguments."""
+    from runner import RECIPES_DIR
+
+    recipe = str(RECIPES_DIR / "demo-uppercase.yaml")
+    extra = [part for argument in arguments for part in ("--set", argument)]
+    with tempfile.TemporaryDirectory() as folder:
+        return [run_command([c, recipe, *extra], Path(folder)) for c in ("lint", "show", "plan")]
+
+
 def check_data_file(suffix: str, content: bytes) -> list[Outcome]:
     """`lint --data` and `preview` on the demo recipe with this train file."""
     from runner import RECIPES_DIR
@@ -313,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     failures: list[tuple[str, Outcome]] = []
-    tallies = {"recipes": Tally(), "documents": Tally(), "data": Tally()}
+    tallies = {"recipes": Tally(), "documents": Tally(), "overrides": Tally(), "data": Tally()}
     options = settings(
         max_examples=args.cases,
         deadline=None,
@@ -335,13 +363,19 @@ def main(argv: list[str] | None = None) -> int:
         tallies["documents"].add(check_recipe_text(text), failures, "documents")
 
     @options
+    @given(arguments=st.lists(override(), min_size=1, max_size=3))
+    def overrides(arguments: list[str]) -> None:
+        tallies["overrides"].add(check_overrides(arguments), failures, "overrides")
+
+    @options
     @given(case=data_file())
     def data(case: tuple[str, bytes]) -> None:
         tallies["data"].add(check_data_file(*case), failures, "data")
 
     warm_up()
     started = time.perf_counter()
-    for name, prop in (("recipes", recipes), ("documents", documents), ("data", data)):
+    properties = [("recipes", recipes), ("documents", documents), ("overrides", overrides)]
+    for name, prop in [*properties, ("data", data)]:
         begun = time.perf_counter()
         seed(args.seed)(prop)()  # the same cases for the same --seed
         tally = tallies[name]

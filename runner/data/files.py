@@ -13,6 +13,7 @@ import codecs
 import csv
 import functools
 import json
+import re
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from typing import Any
 
 from runner.data.sources import DataError
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+LONE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # where a lone surrogate can come from
 TEXT_SUFFIXES = (".jsonl", ".json", ".csv")
 UTF16_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 SAVE_AS_UTF8 = "save the file as UTF-8; most editors offer it under Save As"
@@ -167,7 +170,15 @@ def _json_lines_rows(lines: Iterator[tuple[int, str]], display: str) -> Iterator
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            row = json.loads(line)
+            if LONE_ESCAPE.search(line) and _has_surrogate(row):
+                raise DataFileError(
+                    display,
+                    number,
+                    "the line holds a \\uD800-\\uDFFF escape without its pair",
+                    "a character beyond U+FFFF is written as a pair of escapes, or as itself",
+                )
+            yield number, row
         except json.JSONDecodeError as exc:
             raise DataFileError(
                 display,
@@ -206,8 +217,22 @@ def _json_array_rows(text: str, display: str) -> Iterator[tuple[int, Any]]:
             raise _json_error(display, text, exc.pos, exc.msg) from None
         except RecursionError:
             raise _json_error(display, text, position, "nested too deeply") from None
+        if _has_surrogate(item):
+            raise _json_error(display, text, position, "an escape \\uD800-\\uDFFF without its pair")
         yield text.count("\n", 0, position) + 1, item
         position, expect_item = end, False
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a lone surrogate (from an unpaired escape),
+    which no UTF-8 text can hold."""
+    if isinstance(value, str):
+        return SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 def _skip_space(text: str, position: int) -> int:

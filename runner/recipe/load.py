@@ -58,6 +58,7 @@ CORE_TAGS = frozenset(
 )
 """The YAML 1.2 core schema's tags; any other (`!foo`, `!!python/object`, `!!set`) has no
 meaning in a recipe."""
+SURROGATE = re.compile("[\ud800-\udfff]")  # from "\ud83d" escapes; no text can hold them
 NUMBER = re.compile(r"[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|[0-9_.]+([eE][-+]?[0-9]+)?)")
 
 
@@ -229,6 +230,13 @@ def yaml_limit_problems(text: str, display: str) -> list[Diagnostic]:
             if event.anchor:
                 sizes[event.anchor] = 1
             value = event.value
+            if SURROGATE.search(value):
+                problem(
+                    "yaml-syntax",
+                    event,
+                    "a \\uD800-\\uDFFF escape is half of a UTF-16 pair, not a character",
+                    "write the character itself, or its \\U0001F600-style escape",
+                )
             if event.style is None and len(value) > MAX_NUMBER_DIGITS and NUMBER.fullmatch(value):
                 problem(
                     "yaml-limit",

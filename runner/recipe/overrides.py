@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from runner.recipe.diagnostics import ERROR, Diagnostic, KeyPath, RecipeError
-from runner.recipe.load import to_plain, yaml_limit_problems
+from runner.recipe.load import SURROGATE, to_plain, yaml_limit_problems
 
 
 def parse_override(argument: str) -> tuple[KeyPath, Any]:
@@ -27,12 +27,15 @@ def parse_override(argument: str) -> tuple[KeyPath, Any]:
     if raw.strip() == "":
         return tuple(parts), ""
     try:
-        problems = [p for p in yaml_limit_problems(raw, "--set") if p.rule != "yaml-tag"]
-        if problems:
-            raise ValueError(f"{problems[0].message} ({problems[0].hint})")
+        problems = yaml_limit_problems(raw, "--set")
+        limits = [p for p in problems if p.rule != "yaml-tag"]
+        if limits:
+            raise ValueError(f"{limits[0].message} ({limits[0].hint})")
+        if problems:  # a tag (`!foo 1`, `!!set {a}`): the text as written
+            return tuple(parts), raw
         value = to_plain(YAML(typ="safe", pure=True).load(io.StringIO(raw)))
     except YAMLError:
-        value = raw  # not valid YAML (or a tag): take it as the literal string
+        value = raw  # not valid YAML: take it as the literal string
     return tuple(parts), value
 
 
@@ -76,6 +79,11 @@ def apply_overrides(
     problems: list[Diagnostic] = []
     for argument in arguments:
         try:
+            if SURROGATE.search(argument):
+                # bytes the terminal's encoding could not decode (Python keeps them as
+                # surrogates in argv); no recipe value can hold them
+                argument = argument.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise ValueError("the argument is not UTF-8 text (shown with \ufffd)")
             key, value = parse_override(argument)
             set_path(result, key, value)
         except (ValueError, KeyError) as exc:
