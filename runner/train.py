@@ -59,7 +59,7 @@ def train(run: RunDirectory, placement: Placement, resume: Path | None) -> int:
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.tensorboard))
 
     tokenizer = load_tokenizer(settings)
-    data = training_data(settings, tokenizer)
+    data = training_data(settings, tokenizer, home=run.path)  # prepared by `recipe run`
     model = load_model(
         settings,
         placement,
@@ -76,8 +76,9 @@ def train(run: RunDirectory, placement: Placement, resume: Path | None) -> int:
                 settings,
                 placement,
                 end_of_turn=data.end_of_turn,
-                assistant_only=data.assistant_only,
+                assistant_only=data.assistant_only_loss,
                 has_eval=data.eval is not None,
+                completion_only=data.completion_only,
             )
         ),
         train_dataset=data.train,

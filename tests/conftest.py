@@ -13,6 +13,10 @@ from runner import RECIPES_DIR
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# prepared data of the tests' runs stays out of the user's cache (runner.data.cache)
+os.environ.setdefault(
+    "RECIPE_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="recipe-test-cache-")
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"

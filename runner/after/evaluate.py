@@ -147,6 +147,7 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
             end_of_turn=end_of_turn,
             assistant_only=assistant_only,
             has_eval=True,
+            completion_only=data.shape == "instruction",
         )
         kwargs.update(output_dir=scratch, report_to=[], save_strategy="no", disable_tqdm=True)
         trainer = SFTTrainer(

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "chat": "runner.cli.chat_cmd:chat",
     "merge": "runner.cli.merge_cmd:merge",
     "eval": "runner.cli.eval_cmd:eval_",
+    "cache": "runner.cli.cache_cmd:cache",
 }
 
 HELP = {
@@ -44,6 +45,7 @@ HELP = {
     "chat": "Chat with a trained run in the terminal.",
     "merge": "Merge a LoRA/QLoRA adapter into its base model.",
     "eval": "Loss, perplexity and sample generations for a trained run.",
+    "cache": "List or clear the prepared data kept between runs.",
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.options import SET_OPTION, checked_recipe, echo_skipped, quiet_libraries
+from runner.cli.options import SET_OPTION, checked_recipe, quiet_libraries
 from runner.errors import UserError
 from runner.recipe.load import dump_yaml
 
@@ -47,6 +47,11 @@ class RunStopped(UserError):
 )
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if the recipe is made for a GPU.")
 @click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Prepare the data afresh into the run directory, not the cache.",
+)
+@click.option(
     "--print-launch",
     is_flag=True,
     help="Print the command to run on each machine (several machines: one per node); start nothing.",
@@ -59,6 +64,7 @@ def run(
     overwrite: bool,
     resume: bool,
     cpu: bool,
+    no_cache: bool,
     print_launch: bool,
 ) -> None:
     """Lint, prepare and train RECIPE under accelerate launch.
@@ -78,7 +84,7 @@ def run(
         click.echo(per_machine_commands(recipe, overrides, settings, placement, accelerate_args))
         return
     if settings.machine_rank > 0:
-        click.echo(run_other_machine(settings, placement, accelerate_args, resume))
+        click.echo(run_other_machine(settings, placement, accelerate_args, resume, no_cache))
         return
     if dry_run:
         point = resume_point_of(settings.output_dir) if resume else None
@@ -89,14 +95,14 @@ def run(
         click.echo(dump_yaml(settings.resolved), nl=False)
         return
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
-    examples = checked_examples(settings)  # bad rows stop here, before anything is written
+    prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
     run_dir, lock = claim_run_dir(
         settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked)
     )
     try:
         point = continue_from(run_dir, settings) if resume else None
         argv = launch_argv(settings, placement, extra=accelerate_args, resume=point)
-        prepare(run_dir, checked, placement, argv, examples, overrides, point)
+        prepare(run_dir, checked, placement, argv, prepared, overrides, point)
         click.echo(f"training in {run_dir.path}", err=True)
         click.echo(f"$ {shell_command(argv)}", err=True)
         code, interrupts = train_under(argv, run_dir)
@@ -126,19 +132,22 @@ def per_machine_commands(recipe, overrides, settings, placement, extra) -> str:
     return "\n".join(lines)
 
 
-def run_other_machine(settings, placement, extra, resume: bool) -> str:
+def run_other_machine(settings, placement, extra, resume: bool, no_cache: bool) -> str:
     """A machine other than 0 of a multi-machine run: its own launch files (so a shared
     run directory is not written twice) and its training processes; the run's record,
     metrics and model are machine 0's."""
+    from runner.data.prepared import write_pointer
     from runner.expand.engines import launch_home
     from runner.expand.launch import launch_argv, shell_command, write_launch_files
     from runner.run.directory import RunDirectory, RunDirError
     from runner.run.ownership import RunLock
 
+    prepared = prepared_data(settings, no_cache)
     home = RunDirectory(launch_home(settings))
     home.path.mkdir(parents=True, exist_ok=True)
     lock = RunLock(home).acquire()  # one `recipe run` per machine
     try:
+        write_pointer(home.path, keep_prepared(prepared, home.path))
         point = resume_point_of(settings.output_dir) if resume else None
         if resume and point is None:
             raise RunDirError(f"{settings.output_dir}: no complete checkpoint to resume from")
@@ -162,13 +171,41 @@ def run_other_machine(settings, placement, extra, resume: bool) -> str:
     return f"{where}: done; machine 0 writes the run's record and model in {settings.output_dir}"
 
 
-def checked_examples(settings):
-    """Every data row read and checked; bad rows are listed by source and row."""
-    from runner.data.prepare import load_examples
+def prepared_data(settings, no_cache: bool):
+    """The data prepared once for every training process: from the cache, or every row
+    read and checked (bad rows listed by source and line), rendered and tokenized."""
+    import tempfile
 
-    examples = load_examples(settings)
-    echo_skipped(examples)
-    return examples
+    from runner.data.prepared import prepare_data
+
+    scratch = Path(tempfile.mkdtemp(prefix="recipe-prepared-")) / "prepared"
+    prepared = prepare_data(settings, use_cache=not no_cache, into=scratch)
+    rows = prepared.rows
+    if prepared.hit:
+        click.echo(f"data cache: hit ({rows['train']} train, {rows['eval']} eval rows; key "
+                   f"{prepared.record['key'][:12]})", err=True)  # fmt: skip
+    else:
+        where = "cache" if prepared.record.get("key") else "run directory"
+        click.echo(f"data: {rows['train']} train, {rows['eval']} eval rows prepared in "
+                   f"{prepared.seconds:.1f} s (into the {where})", err=True)  # fmt: skip
+    if rows["skipped"]:
+        click.echo(f"skipped {rows['skipped']} bad row(s) (data.bad_rows: skip); first: "
+                   f"{prepared.first_bad_row}", err=True)  # fmt: skip
+    return prepared
+
+
+def keep_prepared(prepared, home: Path):
+    """Data prepared outside the cache moves into the run directory it belongs to."""
+    import shutil
+
+    from runner.data.prepared import Prepared
+
+    if prepared.record.get("key"):
+        return prepared
+    target = home / "prepared"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.move(str(prepared.path), target)
+    return Prepared(target, prepared.record, prepared.hit, prepared.seconds)
 
 
 def used_paths(checked) -> list[Path]:
@@ -220,16 +257,20 @@ def continue_from(run_dir, settings) -> Path:
     return point.checkpoint
 
 
-def prepare(run_dir, checked, placement, argv, examples, overrides, point) -> None:
-    """Write the run's record, its accelerate (and DeepSpeed) config and, for a
-    model.config recipe, its random initial weights before anything trains."""
+def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> None:
+    """Write the run's record, its accelerate (and DeepSpeed) config, where its prepared
+    data is and, for a model.config recipe, its random initial weights before anything
+    trains."""
+    from runner.data.prepared import write_pointer
     from runner.expand.engines import stray_default_config
     from runner.expand.launch import write_launch_files
     from runner.run.checkpoints import ResumePoint
     from runner.run.record import record_start
 
     resume = ResumePoint(point) if point is not None else None
-    record_start(run_dir, checked, argv, examples, overrides, resume)
+    prepared = keep_prepared(prepared, run_dir.path)
+    write_pointer(run_dir.path, prepared)
+    record_start(run_dir, checked, argv, prepared, overrides, resume)
     settings = checked.settings
     write_launch_files(settings, placement, run_dir.path)
     stray = stray_default_config()

@@ -20,6 +20,20 @@ LIBRARY_OBJECTS = {
 }
 
 
+def effective_batch(settings) -> str:
+    """Rows (and at most tokens) per optimizer step, all processes together."""
+    training = settings.training
+    per_device = int(training["per_device_train_batch_size"])
+    accumulation = int(training["gradient_accumulation_steps"])
+    processes = settings.num_processes
+    rows = per_device * accumulation * processes
+    tokens = f", up to {rows * settings.max_length:,} tokens" if settings.max_length else ""
+    return (
+        f"effective batch: {per_device} per device x {accumulation} accumulation x "
+        f"{processes} process(es) = {rows} rows per optimizer step{tokens}"
+    )
+
+
 @click.command()
 @click.argument("recipe")
 @SET_OPTION
@@ -37,6 +51,7 @@ def show(recipe: str, overrides: tuple[str, ...], as_: str, cpu: bool) -> None:
     """Print RECIPE resolved (defaults and --set applied), or what it expands to."""
     settings = checked_recipe(recipe, overrides).settings
     if as_ == "recipe":
+        click.echo(f"# {effective_batch(settings)}")
         click.echo(dump_yaml(settings.resolved), nl=False)
         return
     if as_ == "launch":

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.data.formats import SHAPE, missing_columns, normalize_row
+from runner.data.prepared import load_prepared
 from runner.data.sources import DataError, display_source, fingerprint, load_source
 from runner.data.templates import (
     PromptFormat,
@@ -30,6 +31,8 @@ from runner.data.templates import (
 from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from datasets import Dataset
 
 MAX_LISTED = 10
@@ -241,9 +244,27 @@ class TrainingData:
     end_of_turn: str
     assistant_only: bool  # multi-turn: assistant turns only (else completion only)
 
+    @property
+    def completion_only(self) -> bool:
+        """Instruction rows train their completion only."""
+        return self.examples.shape == "instruction"
 
-def training_data(settings: Settings, tokenizer: Any) -> TrainingData:
-    """Read and check the data, and render it through the recipe's template.
+    @property
+    def tokenized(self) -> bool:
+        """Prepared by `recipe run` (runner.data.prepared): the masks are in the rows."""
+        return "input_ids" in self.train.column_names
+
+    @property
+    def assistant_only_loss(self) -> bool:
+        """Whether SFTTrainer must find the assistant turns itself (tokenized rows carry
+        their assistant mask, and TRL refuses the flag for them)."""
+        return self.assistant_only and not self.tokenized
+
+
+def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) -> TrainingData:
+    """The data SFTTrainer trains on: what `recipe run` prepared for the processes started
+    on `home` (runner.data.prepared: tokenized, read from disk), else read, checked and
+    rendered through the recipe's template here.
 
     Multi-turn data switches the tokenizer to a chat template with generation markers
     (rendering identically), so only assistant turns are trained.
@@ -252,6 +273,21 @@ def training_data(settings: Settings, tokenizer: Any) -> TrainingData:
     from runner.data.truncation import require_trained_tokens
     from runner.expand.tokenizer import end_of_turn_token
 
+    prepared = load_prepared(home) if home is not None else None
+    if prepared is not None:
+        train, evaluation, record = prepared
+        if record["assistant_only"]:
+            use_training_chat_template(tokenizer)
+        examples = Examples(
+            train=[],
+            eval=record["eval_examples"],
+            shape=record["shape"],
+            skipped=record["skipped_rows"],
+            fingerprints=record["sources"],
+        )
+        return TrainingData(
+            examples, train, evaluation, record["end_of_turn"], record["assistant_only"]
+        )
     examples = load_examples(settings)
     end_of_turn = end_of_turn_token(tokenizer, settings.template)
     assistant_only = uses_assistant_only_loss(examples.shape)

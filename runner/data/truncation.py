@@ -11,6 +11,7 @@ that keeps a trained token, so a healthy dataset costs a row or two.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from runner.data.sources import DataError
@@ -30,23 +31,34 @@ def require_trained_tokens(data: TrainingData, tokenizer: Any, settings: Setting
     them, and `max_length: null` cuts nothing, so neither is checked."""
     from runner.data.tokens import trained_tokens
 
+    def masks(rows: Any) -> Iterator[list[int]]:
+        for row in rows:
+            yield trained_tokens(tokenizer, row, data.end_of_turn)[1]
+
+    splits = {"training": data.train, "eval": data.eval}
+    require_trained_masks(
+        {split: masks(rows) for split, rows in splits.items() if rows is not None}, settings
+    )
+
+
+def require_trained_masks(splits: dict[str, Iterable[list[int]]], settings: Settings) -> None:
+    """The same check over the trained-token masks of each split (1 = trained), read
+    until the first row that keeps a trained token."""
     training = settings.training
     max_length = training["max_length"]
     if max_length is None or training["packing"]:
         return
     keep_end = training["truncation_mode"] == "keep_end"
-    for split, rows in (("training", data.train), ("eval", data.eval)):
-        if rows is None or len(rows) == 0:
-            continue
+    for split, masks in splits.items():
         prompts: list[int] = []
-        for row in rows:
-            _, mask = trained_tokens(tokenizer, row, data.end_of_turn)
+        for mask in masks:
             kept = mask[-max_length:] if keep_end else mask[:max_length]
             if any(kept):
                 break
             prompts.append(mask.index(1) if 1 in mask else len(mask))
         else:
-            raise NothingToTrainError(_message(split, prompts, max_length))
+            if prompts:
+                raise NothingToTrainError(_message(split, prompts, max_length))
 
 
 def _message(split: str, prompts: list[int], max_length: int) -> str:

@@ -32,6 +32,7 @@ def run_sft_kwargs(
     end_of_turn: str,
     assistant_only: bool,
     has_eval: bool,
+    completion_only: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for `trl.SFTConfig` for this run on this machine."""
     kwargs = sft_kwargs(settings)
@@ -39,7 +40,8 @@ def run_sft_kwargs(
     if assistant_only:
         kwargs["assistant_only_loss"] = True
     else:
-        kwargs.setdefault("completion_only_loss", None)  # TRL: True for prompt-completion rows
+        # said, not left to TRL: prepared rows are tokenized, so TRL cannot see their kind
+        kwargs.setdefault("completion_only_loss", True if completion_only else None)
     if placement.cpu:
         kwargs["use_cpu"] = True
         kwargs["bf16"] = False

@@ -18,7 +18,7 @@ def record_start(
     run: Any,
     checked: Any,
     argv: list[str],
-    examples: Any,
+    prepared: Any,
     overrides: tuple[str, ...],
     resume: Any = None,
 ) -> None:
@@ -56,11 +56,8 @@ def record_start(
         status="running",
         pid=os.getpid(),
         host=this_host(),
-        rows={
-            "train": len(examples.train),
-            "eval": len(examples.eval),
-            "skipped": examples.skipped,
-        },
+        rows=prepared.rows,
+        data_cache=prepared.pointer(prepared.seconds),
     )
 
 

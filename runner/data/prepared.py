@@ -1,0 +1,167 @@
+"""A recipe's data prepared for SFTTrainer once, before launch, and read by every process.
+
+`prepare_data` (by `recipe run`) finds the recipe's data in the cache (runner.data.cache)
+or builds it: rows read and checked, rendered through the template (runner.data.prepare),
+tokenized the way SFTTrainer tokenizes (runner.data.tokens: input ids, and the
+completion or assistant mask TRL turns into labels), saved as Arrow files. The training
+processes read those files (`load_prepared`); SFTTrainer sees tokenized rows and only
+builds labels and truncates. `<home>/prepared.json` (home: the folder `runner.train`
+is started on) says where they are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.data import cache
+from runner.recipe.settings import Settings
+from runner.run.directory import strict_json
+
+POINTER = "prepared.json"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Prepared data: where it is and what it holds (`record`)."""
+
+    path: Path
+    record: dict[str, Any]
+    hit: bool
+    seconds: float = 0.0  # spent finding or building it in this run
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return self.record["rows"]
+
+    @property
+    def first_bad_row(self) -> str | None:
+        return self.record.get("first_bad_row")
+
+    def pointer(self, seconds: float) -> dict[str, Any]:
+        """What run.json and `<home>/prepared.json` say about it."""
+        return {
+            "path": str(self.path),
+            "key": self.record.get("key"),
+            "cache": "hit" if self.hit else ("miss" if self.record.get("key") else "off"),
+            "prepare_seconds": round(seconds, 2),
+            "built_in_seconds": self.record.get("seconds"),
+        }
+
+
+def template_text(settings: Settings) -> str:
+    """The template's own text (a chat template is part of the tokenizer's files)."""
+    template = settings.template
+    if template.text_file is not None:
+        return template.text_file.read_text(encoding="utf-8")
+    if template.path is not None and template.path.is_file():
+        return template.path.read_text(encoding="utf-8")
+    return template.value
+
+
+def prepare_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared:
+    """The recipe's prepared data: from the cache, or built (into the cache, or into
+    `into` with the cache off or when no key can be made)."""
+    started = time.perf_counter()
+    key = cache.data_key(settings, template_text(settings)) if use_cache else None
+    if key is not None:
+        entry = cache.lookup(key)
+        hit = entry is not None
+        if entry is None:
+            entry = cache.store(key, lambda folder: build(settings, folder, key))
+        prepared = Prepared(entry.path, entry.record(), hit, time.perf_counter() - started)
+        if hit:
+            require_trained(prepared, settings)  # max_length is not part of the key
+        return prepared
+    into.mkdir(parents=True, exist_ok=True)
+    record = build(settings, into, None)
+    (into / cache.PREPARED).write_text(strict_json(record, indent=2) + "\n", encoding="utf-8")
+    return Prepared(into, record, False, time.perf_counter() - started)
+
+
+def build(settings: Settings, folder: Path, key: str | None) -> dict[str, Any]:
+    """Read, check, render and tokenize the data into `folder`; its record."""
+    from runner.data.prepare import training_data
+    from runner.expand.tokenizer import load_tokenizer
+
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(settings)
+    data = training_data(settings, tokenizer)
+    tokenize(data.train, tokenizer, data.end_of_turn).save_to_disk(str(folder / "train"))
+    if data.eval is not None:
+        tokenize(data.eval, tokenizer, data.end_of_turn).save_to_disk(str(folder / "eval"))
+    examples = data.examples
+    return {
+        "key": key,
+        "recipe": settings.name,
+        "rows": {"train": len(data.train), "eval": len(examples.eval), "skipped": examples.skipped},
+        "shape": examples.shape,
+        "skipped_rows": examples.skipped,
+        "sources": examples.fingerprints,
+        "end_of_turn": data.end_of_turn,
+        "assistant_only": data.assistant_only,
+        "first_bad_row": examples.bad_rows[0].format() if examples.bad_rows else None,
+        "eval_examples": examples.eval,  # canonical rows, for held-out exact match
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def tokenize(rows: Any, tokenizer: Any, end_of_turn: str) -> Any:
+    """TRL rows -> input ids with the mask SFTTrainer trains on (completion_mask for
+    prompt-completion rows, assistant_masks for conversations, none for text)."""
+    from runner.data.tokens import trained_tokens
+
+    def one(row: dict[str, Any]) -> dict[str, Any]:
+        ids, mask = trained_tokens(tokenizer, row, end_of_turn)
+        if "prompt" in row:
+            return {"input_ids": ids, "completion_mask": mask}
+        if "messages" in row:
+            return {"input_ids": ids, "assistant_masks": mask}
+        return {"input_ids": ids}
+
+    return rows.map(one, remove_columns=rows.column_names, desc="Tokenizing")
+
+
+def require_trained(prepared: Prepared, settings: Settings) -> None:
+    """Stop when max_length leaves a split of the prepared data nothing to train."""
+    from datasets import load_from_disk
+
+    from runner.data.truncation import require_trained_masks
+
+    splits = {}
+    for split, name in (("training", "train"), ("eval", "eval")):
+        folder = prepared.path / name
+        if folder.is_dir():
+            dataset = load_from_disk(str(folder))
+            column = next(
+                (c for c in ("completion_mask", "assistant_masks") if c in dataset.column_names),
+                None,
+            )
+            if column is not None:
+                splits[split] = (row[column] for row in dataset)
+    require_trained_masks(splits, settings)
+
+
+def write_pointer(home: Path, prepared: Prepared) -> dict[str, Any]:
+    """Tell the training processes started on `home` where the prepared data is."""
+    pointer = prepared.pointer(prepared.seconds)
+    (home / POINTER).write_text(json.dumps(pointer, indent=2) + "\n", encoding="utf-8")
+    return pointer
+
+
+def load_prepared(home: Path) -> tuple[Any, Any, dict[str, Any]] | None:
+    """(train, eval or None, record) of the data prepared for the run started on `home`,
+    or None when none was (the process then prepares it itself)."""
+    pointer = home / POINTER
+    if not pointer.is_file():
+        return None
+    from datasets import load_from_disk
+
+    folder = Path(json.loads(pointer.read_text(encoding="utf-8"))["path"])
+    record = json.loads((folder / cache.PREPARED).read_text(encoding="utf-8"))
+    train = load_from_disk(str(folder / "train"))
+    evaluation = load_from_disk(str(folder / "eval")) if (folder / "eval").is_dir() else None
+    return train, evaluation, record
