@@ -42,7 +42,19 @@ def lengths_from_fixture() -> list[tuple[int, int, int]]:
 def write_rows(path: Path, count: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     shapes = lengths_from_fixture()
-    words = "the a model data answer question train token recipe run learn".split()
+    words = [
+        "the",
+        "a",
+        "model",
+        "data",
+        "answer",
+        "question",
+        "train",
+        "token",
+        "recipe",
+        "run",
+        "learn",
+    ]
 
     def text(n: int) -> str:
         out = []
@@ -110,7 +122,9 @@ def main() -> None:
     lines[len(lines) // 2] = json.dumps(edited)
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     after_edit, hit3 = timed_prepare(settings)
-    print(f"{args.rows:,} Alpaca-style rows, tokenizer {Path(tokenizer).name}, {os.cpu_count()} CPUs")
+    print(
+        f"{args.rows:,} Alpaca-style rows, tokenizer {Path(tokenizer).name}, {os.cpu_count()} CPUs"
+    )
     print(f"  first run    {first:8.2f} s  (cache {'hit' if hit1 else 'miss'})")
     print(f"  rerun        {cached:8.2f} s  (cache {'hit' if hit2 else 'miss'})  "
           f"{cached / first:.1%} of the first (target < 5%)")  # fmt: skip
