@@ -47,9 +47,9 @@ def test_ddp_on_two_nodes_with_user_arguments_last():
     )  # fmt: skip
     argv = launch_argv(s, GPU, extra=["--same_network"], resume=Path("/runs/a/checkpoint-80"))
     assert argv == [
-        "accelerate", "launch", "--config_file", "/runs/a/accelerate.yaml", "--quiet",
-        "--mixed_precision", "bf16", "--same_network",
-        "-m", "runner.train", "/runs/a", "--resume", "/runs/a/checkpoint-80",
+        "accelerate", "launch", "--config_file", "/runs/a/.recipe-node-1/accelerate.yaml",
+        "--quiet", "--mixed_precision", "bf16", "--same_network",
+        "-m", "runner.train", "/runs/a/.recipe-node-1", "--resume", "/runs/a/checkpoint-80",
     ]  # fmt: skip
     config = accelerate_config(s, GPU)
     assert {k: config[k] for k in ("distributed_type", "num_processes", "num_machines",
