@@ -111,6 +111,19 @@ def test_half_a_surrogate_pair_is_refused_in_recipes_overrides_and_data(tmp_path
     )
 
 
+@pytest.mark.parametrize("key", ["model.id", "data.train.0.source", "data.template", "name"])
+def test_a_nul_character_in_any_text_is_a_bad_value(key: str) -> None:
+    result = check_recipe("tinyllama-qlora-3070", [f'{key}="a\\0b.jsonl"'])
+    assert [d.rule for d in result.errors] == ["bad-value"]
+    assert "NUL" in result.errors[0].message
+
+
+def test_a_value_pasted_by_mistake_is_not_repeated_in_full() -> None:
+    result = check_recipe("tinyllama-qlora-3070", ["lora.task_type=" + "a" * 10000])
+    (error,) = result.errors
+    assert error.rule == "bad-value" and len(error.message) < 200
+
+
 def test_a_tag_in_an_override_is_taken_as_text() -> None:
     result = check_recipe("demo-uppercase", ["training.seed=!!set {a}"])
     assert [d.rule for d in result.errors] == ["wrong-type"]

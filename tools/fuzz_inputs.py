@@ -63,7 +63,7 @@ HOSTILE_SNIPPETS = [
     "[" * 300 + "]" * 300, "{a: " * 60 + "1" + "}" * 60, "'unterminated", '"\\x00"',
     "|\n  block", "? complex key", "- a\n- b", "{}", "[]", "null", "~", "yes", "no", "on",
     "2024-01-01", "2024-01-01 10:00:00", "<<: *x", "\t", "\ufeff", "é", "\U0001f600" * 50,
-    "a" * 10000, "%YAML 1.1", "---", "...", '"\\ud83d"', '"\\ud83d\\ude00"', '"\\udcff x"',
+    "a" * 10000, '"a\\0b"', '"\\x00"', "%YAML 1.1", "---", "...", '"\\ud83d"', '"\\ud83d\\ude00"', '"\\udcff x"',
 ]  # fmt: skip
 LONE_SURROGATES = st.sampled_from(["\ud83d", "\udcff", "a\udfffb"])
 scalars = st.one_of(
@@ -249,8 +249,10 @@ def run_command(args: list[str], cwd: Path) -> Outcome:
 
 
 def _has_diagnostic(args: list[str], result) -> bool:
-    """An error diagnostic: a `... error[RULE]: ...` / `error: ...` line, or for
-    `--format json` an error among the JSON diagnostics."""
+    """An error diagnostic: a `... error[RULE]: ...` / `error: ...` line, for
+    `--format json` an error among the JSON diagnostics, or plan's "DOES NOT FIT"."""
+    if args[0] == "plan" and "DOES NOT FIT" in result.output:
+        return True  # plan's verdict, exit 1 by design
     if "json" not in args:
         return bool(DIAGNOSTIC.search(result.output))
     try:

@@ -67,7 +67,7 @@ def fast_validator() -> Any:
 
 def schema_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]:
     """Every schema error in `data`, as diagnostics positioned in `recipe`."""
-    diagnostics = number_diagnostics(recipe, data)
+    diagnostics = value_diagnostics(recipe, data)
     fast = fast_validator()
     if fast is not None and fast.is_valid(data):
         return diagnostics
@@ -77,10 +77,20 @@ def schema_diagnostics(recipe: Recipe, data: dict[str, Any]) -> list[Diagnostic]
     return diagnostics
 
 
-def number_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagnostic]:
-    """A `bad-value` for every NaN or infinity (YAML `.nan`, `.inf`, `1e400`) and every
-    whole number beyond 64 bits: JSON Schema has no way to say "finite", NaN passes every
-    minimum and maximum, and torch, numpy and the fast validator hold integers in 64 bits."""
+def value_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagnostic]:
+    """A `bad-value` for every NaN or infinity (YAML `.nan`, `.inf`, `1e400`), every
+    whole number beyond 64 bits and every text holding a NUL character: JSON Schema has
+    no way to say "finite", NaN passes every minimum and maximum, torch, numpy and the
+    fast validator hold integers in 64 bits, and no path or name may hold a NUL."""
+    if isinstance(data, str) and "\x00" in data:
+        return [
+            recipe.diagnostic(
+                "bad-value",
+                path,
+                f"{_where(path)} holds a NUL character (a \\0 or \\x00 escape)",
+                "delete the escape; no path, id or name can hold it",
+            )
+        ]
     if isinstance(data, int) and not isinstance(data, bool) and abs(data) > INT64_MAX:
         return [
             recipe.diagnostic(
@@ -104,11 +114,28 @@ def number_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diag
     out: list[Diagnostic] = []
     if isinstance(data, dict):
         for key, value in data.items():
-            out += number_diagnostics(recipe, value, (*path, key))
+            if "\x00" in str(key):
+                out.append(
+                    recipe.diagnostic(
+                        "bad-value",
+                        (*path, key),
+                        f"the key {_shown(key)} holds a NUL character",
+                        "delete the \\0 or \\x00 escape from the key",
+                    )
+                )
+                continue
+            out += value_diagnostics(recipe, value, (*path, key))
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            out += number_diagnostics(recipe, value, (*path, index))
+            out += value_diagnostics(recipe, value, (*path, index))
     return out
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: a value pasted by mistake (a whole file)
+    is not repeated in full."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 4]}...{text[-1]}"
 
 
 def _infinite_word(value: float) -> str:
@@ -124,9 +151,9 @@ def describe_type(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        return f"the number {_shown(value)}"
     if isinstance(value, str):
-        return f"the text {value!r}"
+        return f"the text {_shown(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -156,7 +183,7 @@ def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
                 "bad-value",
                 path,
                 f"{_where(path)} must be a count of at least 1 or a slice 'start:stop', "
-                f"not {error.instance!r}",
+                f"not {_shown(error.instance)}",
                 "e.g. `rows: 1000` (the first 1000) or `rows: '100:600'`",
             )
         ]
@@ -209,7 +236,7 @@ def _not_allowed(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
         recipe.diagnostic(
             "bad-value",
             path,
-            f"{_where(path)} is {error.instance!r}, not one of the allowed values",
+            f"{_where(path)} is {_shown(error.instance)}, not one of the allowed values",
             hint + "allowed: " + ", ".join(allowed),
         )
     ]
@@ -221,7 +248,7 @@ def _not_const(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
         recipe.diagnostic(
             "bad-value",
             path,
-            f"{key} must be {error.validator_value!r}, not {error.instance!r}",
+            f"{key} must be {error.validator_value!r}, not {_shown(error.instance)}",
             f"write `{path[-1] if path else key}: {error.validator_value}`",
         )
     ]
@@ -235,7 +262,7 @@ def _property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]
         recipe.diagnostic(
             "unknown-key",
             (*path, name),
-            f"'{name}' is not a field of any data format",
+            f"{_shown(name)} is not a field of any data format",
             _did_you_mean(name, allowed) + "fields: " + ", ".join(allowed),
         )
         for name in bad
@@ -249,7 +276,7 @@ def _bad_property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnos
         recipe.diagnostic(
             "unknown-key",
             (*path, name),
-            f"'{name}' in {_where(path)} is not a field of any data format",
+            f"{_shown(str(name))} in {_where(path)} is not a field of any data format",
             _did_you_mean(name, allowed)
             + "map a format field to your column: `columns: {instruction: my_question}`; "
             "fields: " + ", ".join(allowed),
@@ -306,7 +333,7 @@ def _unknown_keys(
             recipe.diagnostic(
                 "unknown-key",
                 (*path, name),
-                f"unknown key '{name}' in {where}",
+                f"unknown key {_shown(str(name))} in {where}",
                 hint.strip(),
             )
         )
@@ -392,10 +419,10 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
         (error.schema or {}).get("description", "") if isinstance(error.schema, dict) else ""
     )
     if kind in words:
-        message = f"{key} must be {words[kind]}, not {value!r}"
+        message = f"{key} must be {words[kind]}, not {_shown(value)}"
         description = _default_hint(error.schema) or description or f"use a value {words[kind]}"
     elif kind == "multipleOf" and limit == 1:
-        message = f"{key} must be a whole number when it is 1 or more, not {value!r}"
+        message = f"{key} must be a whole number when it is 1 or more, not {_shown(value)}"
         description = "below 1 it is a fraction of the total steps, e.g. 0.1 for every 10%"
     elif kind == "not" and isinstance(limit, dict) and "const" in limit:
         message = f"{key} must not be {limit['const']!r}"
@@ -404,11 +431,11 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
     elif kind == "minItems":
         message = f"{key} needs at least {limit} item(s)"
     elif kind == "pattern" and path == ("name",):
-        message = f"name {value!r} may use only lowercase letters, digits, '.', '_' and '-'"
+        message = f"name {_shown(value)} may use only lowercase letters, digits, '.', '_' and '-'"
         suggestion = re.sub(r"[^a-z0-9._-]+", "-", str(value).lower()).strip("-._") or "my-recipe"
         description = f"e.g. `name: {suggestion}`"
     elif kind == "pattern":
-        message = f"{key} {value!r} does not match the pattern {limit}"
+        message = f"{key} {_shown(value)} does not match the pattern {limit}"
     else:
         message = f"{key}: {error.message}"
     return recipe.diagnostic("bad-value", path, message, description)

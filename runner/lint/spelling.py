@@ -24,11 +24,13 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate nearest to `word`, if it is near enough to be a likely typo."""
     best: tuple[int, str] | None = None
     lowered = word.lower()
+    limit = max(2, len(word) // 3)
     for candidate in candidates:
+        if abs(len(candidate) - len(word)) > limit:
+            continue  # the distance is at least the difference in length: too far
         distance = edit_distance(lowered, candidate.lower())
         if best is None or distance < best[0]:
             best = (distance, candidate)
     if best is None:
         return None
-    limit = max(2, len(word) // 3)
     return best[1] if best[0] <= limit else None
