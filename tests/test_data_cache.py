@@ -186,3 +186,25 @@ def test_the_cache_stays_under_its_size_limit_dropping_the_least_recently_used(
     cache.lookup("a")  # used again: now the most recent
     cache.store("d", build)
     assert sorted(e.key for e in cache.entries()) == ["a", "c", "d"]  # b went first
+
+
+def test_a_cache_hit_records_this_recipes_own_data_paths(tmp_path):
+    from runner.data.prepared import prepare_data
+
+    copies = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        copy = tmp_path / name / "train.jsonl"
+        shutil.copyfile(DEMO_TRAIN, copy)
+        copies.append(copy)
+    first, second = (
+        prepare_data(
+            settings_of("demo-uppercase", f"data.train.0.source={copy}"),
+            use_cache=True,
+            into=tmp_path / "unused",
+        )
+        for copy in copies
+    )
+    assert second.hit and second.record["key"] == first.record["key"]  # same rows
+    assert second.record["sources"][0]["source"] == str(copies[1])
+    assert first.record["sources"][0]["source"] == str(copies[0])

@@ -11,7 +11,8 @@ import pytest
 from conftest import REPO, tiny_recipe, write_recipe
 
 from runner import RECIPES_DIR
-from runner.expand.placement import gpu_available
+from runner.expand.engines import cpu_threads
+from runner.expand.placement import Placement, gpu_available
 
 
 def recipe_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -32,11 +33,12 @@ def test_dry_run_prints_the_exact_launch_command_and_starts_nothing(tmp_path, ti
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "# launch command"
+    threads = cpu_threads(Placement(cpu=True), 1)
     assert lines[1] == (
-        "accelerate launch --quiet --cpu --num_processes 1 --num_machines 1 --mixed_precision no "
-        f"--dynamo_backend no --num_cpu_threads_per_process 2 -m runner.train {tmp_path / 'run'} "
-        "--cpu"
-    )
+        f"accelerate launch --config_file {tmp_path / 'run' / 'accelerate.yaml'} --quiet "
+        f"--mixed_precision no --num_cpu_threads_per_process {threads} "
+        f"--num_cpu_threads_per_process 2 -m runner.train {tmp_path / 'run'} --cpu"
+    )  # the user's arguments come last, so they win
     assert "# resolved recipe" in lines and "name: tiny-full" in result.stdout
     assert not (tmp_path / "run").exists()
 
@@ -99,8 +101,7 @@ def test_a_non_empty_output_dir_is_refused(tmp_path, tiny_model_dir):
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_model_dir))
     result = recipe_cli("run", str(path), cwd=tmp_path)
     assert result.returncode == 1
-    assert "exists and is not empty; refusing to overwrite it" in result.stderr
-    assert "--overwrite" in result.stderr
+    assert "is not a run directory" in result.stderr and "precious.txt" in result.stderr
     # --overwrite replaces earlier runs only, never a folder that is not a run
     result = recipe_cli("run", str(path), "--overwrite", cwd=tmp_path)
     assert result.returncode == 1 and "is not a run directory" in result.stderr

@@ -273,7 +273,7 @@ def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) 
     from runner.data.truncation import require_trained_tokens
     from runner.expand.tokenizer import end_of_turn_token
 
-    prepared = load_prepared(home) if home is not None else None
+    prepared = load_prepared(home, settings) if home is not None else None
     if prepared is not None:
         train, evaluation, record = prepared
         if record["assistant_only"]:

@@ -62,6 +62,19 @@ def template_text(settings: Settings) -> str:
     return template.value
 
 
+def for_recipe(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A cached record as this recipe's: the key is the content, so the entry may have
+    been built from the same rows at other paths; its sources are renamed to this
+    recipe's (train sources, then eval sources, in order)."""
+    data = settings.data
+    sources = list(data["train"]) + (data["eval"] if isinstance(data.get("eval"), list) else [])
+    renamed = [
+        {**fingerprint, "source": str(source["source"])}
+        for fingerprint, source in zip(record.get("sources", []), sources, strict=False)
+    ]
+    return {**record, "sources": renamed}
+
+
 def prepare_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared:
     """The recipe's prepared data: from the cache, or built (into the cache, or into
     `into` with the cache off or when no key can be made)."""
@@ -72,7 +85,8 @@ def prepare_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared
         hit = entry is not None
         if entry is None:
             entry = cache.store(key, lambda folder: build(settings, folder, key))
-        prepared = Prepared(entry.path, entry.record(), hit, time.perf_counter() - started)
+        record = for_recipe(entry.record(), settings)
+        prepared = Prepared(entry.path, record, hit, time.perf_counter() - started)
         if hit:
             require_trained(prepared, settings)  # max_length is not part of the key
         return prepared
@@ -152,7 +166,7 @@ def write_pointer(home: Path, prepared: Prepared) -> dict[str, Any]:
     return pointer
 
 
-def load_prepared(home: Path) -> tuple[Any, Any, dict[str, Any]] | None:
+def load_prepared(home: Path, settings: Settings) -> tuple[Any, Any, dict[str, Any]] | None:
     """(train, eval or None, record) of the data prepared for the run started on `home`,
     or None when none was (the process then prepares it itself)."""
     pointer = home / POINTER
@@ -161,7 +175,7 @@ def load_prepared(home: Path) -> tuple[Any, Any, dict[str, Any]] | None:
     from datasets import load_from_disk
 
     folder = Path(json.loads(pointer.read_text(encoding="utf-8"))["path"])
-    record = json.loads((folder / cache.PREPARED).read_text(encoding="utf-8"))
+    record = for_recipe(json.loads((folder / cache.PREPARED).read_text(encoding="utf-8")), settings)
     train = load_from_disk(str(folder / "train"))
     evaluation = load_from_disk(str(folder / "eval")) if (folder / "eval").is_dir() else None
     return train, evaluation, record
