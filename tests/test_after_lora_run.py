@@ -244,9 +244,9 @@ def test_sampling_with_a_seed_is_repeatable(lora_run):
 
 
 def test_streaming_prints_exactly_the_completion_it_returns(lora_run, capsys):
-    from runner.after.generate import Sampling, generate
     from runner.after.load import load_target
     from runner.after.target import find_target
+    from runner.generation import Sampling, generate
 
     loaded = load_target(find_target(str(lora_run)), device="cpu")
     ids = format_prompt(loaded.fmt, loaded.tokenizer, "Uppercase: abc\n")

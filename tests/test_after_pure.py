@@ -11,10 +11,10 @@ import pytest
 from runner.after.chat import chat_loop
 from runner.after.compare import side_by_side
 from runner.after.evaluate import prompt_and_reference, short_answers, summary
-from runner.after.generate import Sampling, cut_at_stop, generation_kwargs
 from runner.after.merge import merge_destination, merge_dtype
 from runner.after.prompts import read_prompts
 from runner.after.target import AfterError, Target, find_target, missing_model_message
+from runner.generation import Sampling, cut_at_stop, generation_kwargs
 from runner.recipe.settings import Settings
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from conftest import settings_of
 
-from runner.after.generate import Sampling, generate
 from runner.after.prompts import format_prompt, stop_token_ids
 from runner.data.templates import PromptFormat
 from runner.expand.tokenizer import load_tokenizer
+from runner.generation import Sampling, generate
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
 

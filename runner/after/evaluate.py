@@ -195,8 +195,8 @@ def reference_generations(
     loaded: Loaded, data: EvalData, count: int, max_new_tokens: int
 ) -> list[dict[str, Any]]:
     """Greedy answers to the first `count` examples that have a reference."""
-    from runner.after.generate import Sampling, generate
     from runner.after.prompts import format_prompt
+    from runner.generation import Sampling, generate
 
     chosen = []
     for example in data.examples:

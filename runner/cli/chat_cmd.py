@@ -38,9 +38,9 @@ def chat(
     """
 
     from runner.after.chat import HELP, chat_loop
-    from runner.after.generate import Sampling, generate
     from runner.after.load import load_target, load_tokenizer
     from runner.after.prompts import format_prompt, has_chat_template
+    from runner.generation import Sampling, generate
 
     target = target_of(run_or_model, overrides)
     quiet_libraries()

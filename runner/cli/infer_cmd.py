@@ -70,8 +70,8 @@ def infer(
             "add --force to replace it)"
         )
 
-    from runner.after.generate import Sampling
     from runner.after.prompts import PromptRow, read_prompts
+    from runner.generation import Sampling
 
     target = target_of(run_or_model, overrides)
     if compare and not (target.is_run or target.adapter):
@@ -99,9 +99,9 @@ def _infer(
     batch: bool,
 ) -> None:
     from runner.after.compare import side_by_side
-    from runner.after.generate import generate
     from runner.after.load import load_target
     from runner.after.prompts import format_prompt
+    from runner.generation import generate
 
     quiet_libraries()
     loaded = load_target(target, base_4bit=base_4bit)
@@ -144,8 +144,8 @@ def _infer(
 
 def _base_answers(loaded: Any, prompts: list[list[int]], sampling: Any) -> list[Any]:
     """The base model's answers: the adapter switched off, or the full run's start model."""
-    from runner.after.generate import generate
     from runner.after.load import load_base_model
+    from runner.generation import generate
 
     if loaded.target.adapter:
         with loaded.model.disable_adapter():

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
-from runner.run.directory import strict_json
+from runner.strict_json import strict_json
 
 PREPARED = "prepared.json"
 DEFAULT_MAX_GB = 20.0

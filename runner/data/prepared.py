@@ -19,7 +19,7 @@ from typing import Any
 
 from runner.data import cache
 from runner.recipe.settings import Settings
-from runner.run.directory import strict_json
+from runner.strict_json import strict_json
 
 POINTER = "prepared.json"
 

@@ -26,7 +26,7 @@ class RunCallbacks:
     clock: TrainingClock
     guard: RunGuard
     progress: CheckpointProgress
-    exact_match: Any | None = None  # runner.after.exact_match.ExactMatchCallback
+    exact_match: Any | None = None  # runner.run.exact_match.ExactMatchCallback
     early_stopping: Any | None = None  # transformers.EarlyStoppingCallback
     resumed_from: int | None = None  # the step of the checkpoint this session resumed
 
@@ -68,7 +68,7 @@ def run_callbacks(
         resumed_from=step_of(resume) if resume is not None else None,
     )
     if settings.exact_match is not None:
-        from runner.after.exact_match import ExactMatchCallback
+        from runner.run.exact_match import ExactMatchCallback
 
         measured = (run.read_run().get("exact_match") or {}) if resume is not None else {}
         callbacks.exact_match = ExactMatchCallback(

@@ -20,7 +20,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from runner.run.directory import RunDirectory, strict_json
+from runner.run.directory import RunDirectory
+from runner.strict_json import strict_json
 
 PROGRESS = "recipe-progress.json"
 INCOMPLETE = "incomplete-"

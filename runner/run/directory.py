@@ -16,7 +16,6 @@ final/                  the trained model (full) or adapter (LoRA/QLoRA) + token
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
+from runner.strict_json import strict_json
 
 MARKER = ".recipe-run"
 LOCK = ".recipe-run.lock"
@@ -80,22 +80,6 @@ class RunDirError(UserError):
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def finite_or_none(value: Any) -> Any:
-    """`value` with every NaN or infinity replaced by None, so it is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_none(v) for v in value]
-    return value
-
-
-def strict_json(value: Any, **kwargs: Any) -> str:
-    """JSON text that any parser reads: no NaN or Infinity (they become null)."""
-    return json.dumps(finite_or_none(value), allow_nan=False, default=str, **kwargs)
 
 
 def is_node_folder(name: str) -> bool:

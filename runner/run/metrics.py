@@ -9,7 +9,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from runner.run.directory import strict_json
+from runner.strict_json import strict_json
 
 
 class MetricsFileCallback(TrainerCallback):

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from runner.after.generate import Sampling, generate
 from runner.data.templates import PromptFormat, prompt_token_ids, render_prompt
 from runner.expand.tokenizer import end_of_turn_ids
+from runner.generation import Sampling, generate
 from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
