@@ -9,7 +9,11 @@ never decides again. The dtype and mixed precision that follow from it are here 
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.errors import UserError
 from runner.recipe.settings import Settings
@@ -31,10 +35,28 @@ class Placement:
 
 
 def gpu_available() -> bool:
-    """Whether this machine has a CUDA GPU torch can use (imports torch)."""
+    """Whether this machine has a CUDA GPU torch can use. A build of torch made without
+    CUDA/ROCm has none, and its version file says so without importing torch (two
+    seconds of `recipe run`); any other build is asked (imports torch)."""
+    if "torch" not in sys.modules and not torch_build_has_gpu_support():
+        return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def torch_build_has_gpu_support() -> bool:
+    """Whether the installed torch was built for CUDA or ROCm, read from torch/version.py
+    (`cuda = None` and `hip = None` in a CPU-only build); True when unsure."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    try:
+        text = (Path(spec.submodule_search_locations[0]) / "version.py").read_text()
+    except OSError:
+        return True
+    builds = re.findall(r"^(cuda|hip)\b[^=\n]*=\s*(.+?)\s*$", text, re.MULTILINE)
+    return len(builds) < 2 or any(value != "None" for _, value in builds)
 
 
 def needs_gpu(settings: Settings) -> bool:

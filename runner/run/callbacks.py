@@ -9,12 +9,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from runner.data.prepare import TrainingData
 from runner.recipe.settings import Settings
-from runner.run.checkpoints import CheckpointProgress, progress_of, step_of
+from runner.run.checkpoints import PROGRESS, progress_of, step_of
 from runner.run.directory import RunDirectory
 from runner.run.guard import RunGuard
 from runner.run.metrics import MetricsFileCallback, TrainingClock
+from runner.strict_json import strict_json
+
+
+class CheckpointProgress(TrainerCallback):
+    """Marks each checkpoint complete once the Trainer has saved all of it (main
+    process), with the training clock so far (runner.run.checkpoints)."""
+
+    def __init__(self, run: RunDirectory, clock: Any) -> None:
+        self.run = run
+        self.clock = clock
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir():
+            seconds, cpu_seconds = self.clock.elapsed()
+            record = {"step": state.global_step, "seconds": seconds, "cpu_seconds": cpu_seconds}
+            (checkpoint / PROGRESS).write_text(strict_json(record) + "\n", encoding="utf-8")
 
 
 @dataclass

@@ -3,11 +3,12 @@
 The Trainer writes `checkpoint-<step>/` in place: model, optimizer, scheduler, RNG
 state, then `trainer_state.json`. A process killed in the middle leaves a folder that
 looks like a checkpoint but is not one. So when the Trainer reports a save done
-(`on_save`), `CheckpointProgress` writes `recipe-progress.json` into the checkpoint:
+(`on_save`), `CheckpointProgress` (runner.run.callbacks) writes `recipe-progress.json` into the checkpoint:
 that file is the proof it is whole, and it carries what the record of a resumed run
 needs (the training clock so far). `--resume` takes the newest checkpoint with it and
 sets aside any newer, incomplete one (renamed `incomplete-checkpoint-<step>`, so the
-Trainer's own rotation never counts it).
+Trainer's own rotation never counts it). No transformers import here: `recipe run` reads
+checkpoints before anything heavy is loaded.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 from runner.run.directory import RunDirectory
-from runner.strict_json import strict_json
 
 PROGRESS = "recipe-progress.json"
 INCOMPLETE = "incomplete-"
@@ -70,21 +68,3 @@ def set_aside_incomplete(run: RunDirectory, point: ResumePoint) -> ResumePoint:
             os.replace(checkpoint, checkpoint.with_name(INCOMPLETE + checkpoint.name))
             moved.append(checkpoint.name)
     return ResumePoint(point.checkpoint, tuple(moved))
-
-
-class CheckpointProgress(TrainerCallback):
-    """Marks each checkpoint complete once the Trainer has saved all of it (main
-    process), with the training clock so far."""
-
-    def __init__(self, run: RunDirectory, clock: Any) -> None:
-        self.run = run
-        self.clock = clock
-
-    def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir():
-            seconds, cpu_seconds = self.clock.elapsed()
-            record = {"step": state.global_step, "seconds": seconds, "cpu_seconds": cpu_seconds}
-            (checkpoint / PROGRESS).write_text(strict_json(record) + "\n", encoding="utf-8")
