@@ -1,6 +1,7 @@
 """The Trainer callbacks of a run, each a plain transformers TrainerCallback in sight:
-metrics.jsonl, the training clock, the guard (divergence, interrupts), checkpoint
-completeness, held-out exact match, early stopping."""
+metrics.jsonl, the training clock, what the run measures of itself (peak memory, token
+slots), the guard (divergence, interrupts), checkpoint completeness, held-out exact
+match, early stopping."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from runner.recipe.settings import Settings
 from runner.run.checkpoints import PROGRESS, progress_of, step_of
 from runner.run.directory import RunDirectory
 from runner.run.guard import RunGuard
-from runner.run.metrics import MetricsFileCallback, TrainingClock
+from runner.run.metrics import MetricsFileCallback, RunMeter, TrainingClock
 from runner.strict_json import strict_json
 
 
@@ -24,9 +25,10 @@ class CheckpointProgress(TrainerCallback):
     """Marks each checkpoint complete once the Trainer has saved all of it (main
     process), with the training clock so far (runner.run.checkpoints)."""
 
-    def __init__(self, run: RunDirectory, clock: Any) -> None:
+    def __init__(self, run: RunDirectory, clock: Any, meter: Any = None) -> None:
         self.run = run
         self.clock = clock
+        self.meter = meter  # runs before this one: its token slots are summed at each save
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -35,6 +37,8 @@ class CheckpointProgress(TrainerCallback):
         if checkpoint.is_dir():
             seconds, cpu_seconds = self.clock.elapsed()
             record = {"step": state.global_step, "seconds": seconds, "cpu_seconds": cpu_seconds}
+            if self.meter is not None:
+                record["token_slots"] = self.meter.slots
             (checkpoint / PROGRESS).write_text(strict_json(record) + "\n", encoding="utf-8")
 
 
@@ -45,6 +49,7 @@ class RunCallbacks:
 
     metrics: MetricsFileCallback
     clock: TrainingClock
+    meter: RunMeter
     guard: RunGuard
     progress: CheckpointProgress
     exact_match: Any | None = None  # runner.run.exact_match.ExactMatchCallback
@@ -52,10 +57,12 @@ class RunCallbacks:
     resumed_from: int | None = None  # the step of the checkpoint this session resumed
 
     def __iter__(self) -> Iterator[Any]:
-        # The clock comes before exact match, so the clock stops before it measures.
+        # The clock comes before exact match, so the clock stops before it measures;
+        # the meter before the checkpoint progress, which records its token slots.
         for callback in (
             self.metrics,
             self.clock,
+            self.meter,
             self.guard,
             self.progress,
             self.exact_match,
@@ -81,11 +88,13 @@ def run_callbacks(
     """The callbacks a recipe asks for (`resume`: the checkpoint this session resumes)."""
     earlier = progress_of(resume) if resume is not None else {}
     clock = TrainingClock(earlier.get("seconds") or 0.0, earlier.get("cpu_seconds") or 0.0)
+    meter = RunMeter(int(earlier.get("token_slots") or 0))
     callbacks = RunCallbacks(
         MetricsFileCallback(run.metrics),
         clock,
+        meter,
         RunGuard(run, settings, first_logged_loss(run) if resume is not None else None),
-        CheckpointProgress(run, clock),
+        CheckpointProgress(run, clock, meter),
         resumed_from=step_of(resume) if resume is not None else None,
     )
     if settings.exact_match is not None:

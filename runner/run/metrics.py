@@ -1,8 +1,12 @@
-"""Metrics of a run: every logged step to metrics.jsonl, and the loss plot."""
+"""Metrics of a run: every logged step to metrics.jsonl, the training clock, what the run
+measures of itself (peak memory per process, token slots for the padding share, the GPU
+for model FLOPs utilisation), and the loss plot."""
 
 from __future__ import annotations
 
 import json
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,105 @@ class TrainingClock(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.seconds, self.cpu_seconds = self.elapsed()
+
+
+class RunMeter(TrainerCallback):
+    """What a run measures of itself, on every process:
+
+    - token slots: the input positions every training forward computes (padding
+      included), counted by a forward pre-hook on the input embeddings (shapes only: no
+      device sync); with the Trainer's non-padding token count they give the padding
+      share. Summed over processes at each save (a resumed run starts from its
+      checkpoint's count) and at the end of training.
+    - peak memory of each process at the end of training: on CUDA
+      `torch.cuda.max_memory_allocated` and `max_memory_reserved`, on the CPU the peak
+      resident set size (`ru_maxrss`: the whole process, Python and the libraries
+      included); gathered to every process.
+    - the GPU's name and memory, for model FLOPs utilisation against its peak.
+    """
+
+    def __init__(self, earlier_slots: int = 0) -> None:
+        self.earlier_slots = earlier_slots
+        self.local_slots = 0  # this process, this session
+        self.slots = earlier_slots  # all processes, whole run, as of the last sum
+        self.processes: list[dict[str, Any]] = []
+        self.device: dict[str, Any] = {"type": "cpu"}
+        self._hook: Any = None
+
+    def _count(self, module: Any, args: tuple[Any, ...]) -> None:
+        if module.training and args and hasattr(args[0], "numel"):
+            self.local_slots += args[0].numel()
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None and self._hook is None:
+            embeddings = model.get_input_embeddings()
+            self._hook = embeddings.register_forward_pre_hook(self._count)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.slots = self.earlier_slots + _sum_over_processes(self.local_slots)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self.slots = self.earlier_slots + _sum_over_processes(self.local_slots)
+        self.device = device_of(args.device)
+        self.processes = _gather_over_processes(process_peak_memory(args.device))
+
+
+def device_of(device: Any) -> dict[str, Any]:
+    """The device a process trained on: its type, and for a GPU its name and memory."""
+    if getattr(device, "type", "cpu") != "cuda":
+        return {"type": "cpu"}
+    import torch
+
+    properties = torch.cuda.get_device_properties(device)
+    return {"type": "cuda", "name": properties.name, "memory_bytes": properties.total_memory}
+
+
+def process_peak_memory(device: Any) -> dict[str, Any]:
+    """This process's peak memory so far (see RunMeter)."""
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return {
+            "rank": rank,
+            "max_memory_allocated": torch.cuda.max_memory_allocated(device),
+            "max_memory_reserved": torch.cuda.max_memory_reserved(device),
+        }
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rank": rank, "peak_rss": rss if sys.platform == "darwin" else rss * 1024}
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _sum_over_processes(value: int) -> int:
+    if not _distributed():
+        return value
+    import torch
+    import torch.distributed as dist
+
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return int(total.item())
+
+
+def _gather_over_processes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    if not _distributed():
+        return [record]
+    import torch.distributed as dist
+
+    records: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(records, record)
+    return sorted(records, key=lambda r: r["rank"])
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -58,7 +58,95 @@ def record_start(
         host=this_host(),
         rows=prepared.rows,
         data_cache=prepared.pointer(prepared.seconds),
+        plan=plan_record(checked),
     )
+
+
+def plan_record(checked: Any) -> dict[str, Any]:
+    """The memory plan `recipe plan` makes for this exact recipe (its card, the same
+    --set arguments): the figures `recipe plan --format json` prints, and the FLOPs per
+    trained token model FLOPs utilisation is counted with."""
+    from runner.plan.throughput import flops_per_token
+
+    error = checked.context.plan_or_error if checked.context is not None else None
+    if error is None or isinstance(error, Exception):
+        return {"error": str(error) if error is not None else "no plan"}
+    plan, estimate = error, error.estimate
+    return {
+        "card": plan.card.name if plan.card else None,
+        "verdict": plan.verdict,
+        "peak_phase": estimate.phase,
+        "total_bytes": estimate.total,
+        "reserved_bytes": estimate.reserved,
+        "allocated_bytes": estimate.allocated,
+        "flops_per_token": flops_per_token(plan.arch, plan.setup),
+    }
+
+
+def memory_record(plan: dict[str, Any] | None, meter: Any) -> dict[str, Any]:
+    """Peak memory measured by every process (runner.run.metrics.RunMeter) beside the
+    plan's figure for the same thing: on CUDA the peak `max_memory_reserved` against
+    the plan's `reserved_bytes`; on the CPU the peak resident set size (the whole
+    process) against `allocated_bytes` (the plan has no allocator or CUDA context
+    there)."""
+    cuda = meter.device.get("type") == "cuda"
+    measured, planned = (
+        ("max_memory_reserved", "reserved_bytes") if cuda else ("peak_rss", "allocated_bytes")
+    )
+    peaks = [p[measured] for p in meter.processes if p.get(measured) is not None]
+    peak = max(peaks) if peaks else None
+    plan_bytes = (plan or {}).get(planned)
+    return {
+        "device": meter.device,
+        "processes": meter.processes,
+        "measured": measured,
+        "peak_bytes": peak,
+        "plan_figure": planned,
+        "plan_bytes": plan_bytes,
+        "peak_over_plan": round(peak / plan_bytes, 3) if peak and plan_bytes else None,
+    }
+
+
+def gpu_peak_tflops(device: dict[str, Any]) -> float | None:
+    """Dense bf16 TFLOPS of the GPU a run trained on, from runner.recipe.hardware: the
+    card whose model words appear in the device's name ("RTX 3090" in "NVIDIA GeForce
+    RTX 3090"), the nearest in memory when several do (A100 40 GB or 80 GB); None for
+    the CPU or a GPU not in the table."""
+    import re
+
+    from runner.recipe.hardware import CARDS
+
+    if device.get("type") != "cuda" or not device.get("name"):
+        return None
+    words = " " + " ".join(re.split(r"[\s\-_]+", str(device["name"]).lower())) + " "
+    gib = (device.get("memory_bytes") or 0) / 1024**3
+    matches = [c for c in CARDS.values() if c.bf16_tflops and f" {card_model(c.label)} " in words]
+    if not matches:
+        return None
+    return min(matches, key=lambda c: abs(c.memory_gib - gib)).bf16_tflops
+
+
+def card_model(label: str) -> str:
+    """The model words of a card's label: "NVIDIA GeForce RTX 3090 24 GB" -> "rtx 3090"."""
+    words = [w for w in label.lower().split() if w not in ("nvidia", "geforce")]
+    for index, word in enumerate(words):
+        if word.isdigit() and index + 1 < len(words) and words[index + 1] == "gb":
+            return " ".join(words[:index])
+    return " ".join(words)
+
+
+def utilisation(
+    tokens: int,
+    seconds: float,
+    flops_per_token: float | None,
+    processes: int,
+    peak_tflops: float | None,
+) -> float | None:
+    """Model FLOPs utilisation: the FLOPs the trained (non-padding) tokens needed per
+    second, over every process's GPU peak."""
+    if not (tokens and seconds > 0 and flops_per_token and peak_tflops):
+        return None
+    return tokens * flops_per_token / (seconds * max(processes, 1) * peak_tflops * 1e12)
 
 
 def train_loss_mean(
@@ -91,20 +179,29 @@ def final_metrics(
     seconds: float,
     cpu_seconds: float | None = None,
     resumed_from: int | None = None,
+    slots: int | None = None,
+    mfu: float | None = None,
 ) -> dict[str, Any]:
     """Steps, tokens, time, tokens/s, first and final train loss, final eval loss, over
     the whole run (a resumed run included).
 
-    `train_cpu_seconds` (CPU time of this process in the training loop) makes runs on a
-    shared CPU comparable where wall time is not."""
+    `tokens` are the real (non-padding) input tokens; `token_slots` every position the
+    forwards computed, padding included, so `padding_share` is the part spent on
+    padding. `train_cpu_seconds` (CPU time of this process in the training loop) makes
+    runs on a shared CPU comparable where wall time is not; `mfu` is model FLOPs
+    utilisation on a GPU (None on the CPU)."""
     losses = [r["loss"] for r in records if "loss" in r]
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+    padding = round(1 - tokens / slots, 4) if slots and tokens <= slots else None
     return {
         "steps": int(state.global_step),
         "epochs": state.epoch,
         "tokens": tokens,
         "train_seconds": round(seconds, 2),
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "token_slots": slots,
+        "padding_share": padding,
+        "mfu": round(mfu, 4) if mfu is not None else None,
         "train_cpu_seconds": round(cpu_seconds, 2) if cpu_seconds is not None else None,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
@@ -129,8 +226,17 @@ def record_success(
 
     records = read_metrics(run.metrics)
     plot_loss(records, run.loss_plot, title=settings.name)
-    clock = callbacks.clock
+    clock, meter = callbacks.clock, callbacks.meter
+    plan = run.read_run().get("plan")
     examples = data.examples
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    mfu = utilisation(
+        tokens,
+        clock.seconds,
+        (plan or {}).get("flops_per_token"),
+        len(meter.processes),
+        gpu_peak_tflops(meter.device),
+    )
     run.update_run(
         status="succeeded",
         finished_at=now(),
@@ -142,7 +248,10 @@ def record_success(
             clock.seconds,
             clock.cpu_seconds,
             callbacks.resumed_from,
+            slots=meter.slots,
+            mfu=mfu,
         ),
+        memory=memory_record(plan, meter),
         exact_match=callbacks.exact_match.record() if callbacks.exact_match else None,
         data={
             "shape": examples.shape,
@@ -181,7 +290,8 @@ def record_stop(run: Any, settings: Any, trainer: Any, callbacks: Any) -> int:
         stopped.update(seen=guard.divergence, likely_causes=likely_causes(settings))
     else:
         stopped["resume"] = resume_command(run.read_run())
-    run.update_run(status=guard.reason, finished_at=now(), stopped=stopped)
+    memory = memory_record(run.read_run().get("plan"), callbacks.meter)
+    run.update_run(status=guard.reason, finished_at=now(), stopped=stopped, memory=memory)
     return DIVERGED_EXIT if guard.reason == "diverged" else INTERRUPTED_EXIT
 
 
@@ -201,6 +311,13 @@ def summary_line(record: dict[str, Any]) -> str:
         f"train loss {_fmt(m.get('first_loss'))} -> {_fmt(m.get('final_loss'))}",
         f"eval loss {_fmt(m.get('eval_loss'))}",
     ]
+    if m.get("padding_share") is not None:
+        parts.append(f"padding {m['padding_share']:.0%}")
+    if m.get("mfu") is not None:
+        parts.append(f"MFU {m['mfu']:.0%}")
+    memory = record.get("memory") or {}
+    if memory.get("peak_bytes"):
+        parts.append(memory_phrase(memory))
     match = record.get("exact_match") or {}
     if match.get("after"):
         before = match["before"]["accuracy"] if match.get("before") else None
@@ -209,6 +326,17 @@ def summary_line(record: dict[str, Any]) -> str:
         )
     parts.append(f"model in {record.get('model_path', '?')}")
     return "; ".join(parts)
+
+
+def memory_phrase(memory: dict[str, Any]) -> str:
+    """`peak 11.2 GiB (plan 11.9 GiB)`: the measured peak beside the plan's figure for the
+    same thing (reserved on CUDA; on the CPU the process's peak RSS, said so)."""
+    gib = 1024**3
+    what = "" if memory.get("measured") == "max_memory_reserved" else " RSS"
+    phrase = f"peak {memory['peak_bytes'] / gib:.1f} GiB{what}"
+    if memory.get("plan_bytes"):
+        phrase += f" (plan {memory['plan_bytes'] / gib:.1f} GiB)"
+    return phrase
 
 
 def translate_error(exc: BaseException) -> UserError | None:
