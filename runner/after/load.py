@@ -113,6 +113,7 @@ def load_base_model(
     from (for a model.config run, its saved initial weights)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from runner.expand.model import attention_kernel, flash_attention_installed
     from runner.run.directory import RunDirectory
 
     dtype = dtype or model_dtype(target, use_cpu)
@@ -122,7 +123,9 @@ def load_base_model(
         reference = require_model(str(RunDirectory(target.path).base), where=str(target.path))
     elif settings is not None:
         reference = require_model(str(settings.model["id"]), target.revision, str(target.path))
-        kwargs["attn_implementation"] = settings.model["attn_implementation"]
+        kwargs["attn_implementation"] = attention_kernel(
+            settings, on_gpu=device != "cpu", flash_installed=flash_attention_installed()
+        )
         kwargs["trust_remote_code"] = settings.model["trust_remote_code"]
         if target.revision and not Path(reference).is_dir():
             kwargs["revision"] = target.revision

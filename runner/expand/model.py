@@ -1,7 +1,10 @@
 """How the model of a recipe is loaded: keyword arguments, then the model.
 
 `model_kwargs` is pure (tested without loading anything): an explicit dtype always (TRL
-would otherwise load float32), the attention kernel, the bitsandbytes quantization, and
+would otherwise load float32), the attention kernel (`attention_kernel`: the recipe's,
+or for `auto` flash_attention_2 on a GPU where flash-attn is installed and the weights
+are 16-bit, else sdpa; every kernel keeps packed examples apart in transformers 5.23),
+the bitsandbytes quantization, and
 a device map that puts the whole model on this process's device. A model that does not
 fit fails with an out-of-memory error instead of being offloaded to the CPU behind the
 user's back; `device_map` is left out under DeepSpeed (a quantized model under ZeRO-1/2
@@ -37,13 +40,37 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def flash_attention_installed() -> bool:
+    """Whether the flash-attn package is installed here (asked without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("flash_attn") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def attention_kernel(settings: Settings, *, on_gpu: bool, flash_installed: bool) -> str:
+    """The attention implementation the model loads with: the recipe's, or for `auto`
+    flash_attention_2 where it runs (a GPU, flash-attn installed, bfloat16/float16
+    weights: packed rows then attend through the varlen kernel, no mask at all), else
+    sdpa (packed rows get a block-diagonal mask from their position ids)."""
+    chosen = str(settings.model["attn_implementation"])
+    if chosen != "auto":
+        return chosen
+    sixteen_bit = settings.model_dtype in ("bfloat16", "float16")
+    return "flash_attention_2" if on_gpu and flash_installed and sixteen_bit else "sdpa"
+
+
 def model_kwargs(settings: Settings, placement: Placement, device: str) -> dict[str, Any]:
     """Keyword arguments for `AutoModelForCausalLM.from_pretrained` (quantization as a dict;
     `load_model` turns it into a BitsAndBytesConfig)."""
     model = settings.model
     kwargs: dict[str, Any] = {
         "dtype": load_dtype(settings, placement),
-        "attn_implementation": model["attn_implementation"],
+        "attn_implementation": attention_kernel(
+            settings, on_gpu=not placement.cpu, flash_installed=flash_attention_installed()
+        ),
         "trust_remote_code": model["trust_remote_code"],
     }
     if model.get("revision"):
@@ -82,7 +109,7 @@ def build_config_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -
     return AutoModelForCausalLM.from_config(
         config,
         dtype=getattr(torch, settings.model_dtype),
-        attn_implementation=settings.model["attn_implementation"],
+        attn_implementation=attention_kernel(settings, on_gpu=False, flash_installed=False),
     )
 
 

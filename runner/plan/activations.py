@@ -9,7 +9,7 @@ would count it. Sizes are bytes per token of the micro-batch.
 from __future__ import annotations
 
 from runner.plan.architecture import Architecture
-from runner.plan.setup import Setup
+from runner.plan.setup import DTYPE_BYTES, Setup
 
 # TRL 1.16's fused LM head (trl/kernels/chunked_logprob.py): tiles of 4096 tokens x
 # 32768 vocabulary entries in the compute dtype, recomputed in backward.
@@ -77,9 +77,15 @@ def _norm(
 ) -> None:
     """RMSNorm in float32: x.float(), pow, mean, rsqrt, mul, .to(dtype), weight *.
 
-    With a frozen weight and an input that needs no gradient it keeps nothing.
+    With a frozen weight and an input that needs no gradient it keeps nothing. Under
+    Liger (`use_liger_kernel`) one Triton kernel keeps only its input and rstd.
     """
     if not input_grad:
+        return
+    if setup.liger:
+        # Liger's RMSNorm keeps its input and the float32 rstd, and recomputes the rest
+        saved[x_name] = a * hidden
+        saved[f"{name}.rsqrt"] = 4
         return
     saved[x_name if a == 4 else f"{name}.f32"] = 4 * hidden
     saved[f"{name}.rsqrt"] = 4
@@ -92,10 +98,13 @@ def layer_saved(
 ) -> dict[str, int]:
     """Tensors one decoder layer saves for backward, name -> bytes per token.
 
-    `mask`: the batch carries a padding mask, so sdpa gets repeated k/v heads instead of
-    native GQA (transformers' use_gqa_in_sdpa), and each layer's sdpa call converts the
-    bool mask into an additive one that it keeps. `input_grad`: the layer's input needs
-    a gradient (False only for the first layer of an adapter model without
+    `seq`: how many keys each query is scored against - max_length for padded rows, every
+    token of the micro-batch for a packed one under sdpa/eager (one flattened row).
+    `mask`: the batch carries a dense mask (padding, or the block-diagonal one
+    transformers builds from packed position ids), so sdpa gets repeated k/v heads
+    instead of native GQA (transformers' use_gqa_in_sdpa), and each layer's sdpa call
+    converts the bool mask into an additive one that it keeps. `input_grad`: the layer's
+    input needs a gradient (False only for the first layer of an adapter model without
     checkpointing, whose embedding output is frozen).
     """
     a = setup.activation_bytes
@@ -128,7 +137,8 @@ def layer_saved(
     for name in ("gate_proj", "up_proj"):
         _linear(saved, name, "ln2.out", h, setup, a)
     saved["gate"] = a * i
-    saved["act"] = a * i
+    if not setup.liger:  # Liger's SiLU-and-multiply kernel recomputes SiLU in backward
+        saved["act"] = a * i
     saved["up"] = a * i
     _linear(saved, "down_proj", "prod", i, setup, a)
     return saved
@@ -170,18 +180,51 @@ def backward_working_per_token(arch: Architecture, setup: Setup) -> int:
 
 
 def tokens_per_micro_batch(setup: Setup, batch: int | None = None) -> int:
-    """Tokens in the largest micro-batch: batch x max_length (padded or packed)."""
+    """Tokens in the largest micro-batch: batch x max_length, padded (a batch whose
+    longest row reaches max_length) or packed (TRL's packed rows are each up to
+    max_length, and the padding-free collator flattens the batch into one row)."""
     return (batch or setup.batch) * setup.seq
 
 
+def packed_dense_mask(setup: Setup) -> bool:
+    """A packed (padding-free) batch under sdpa or eager: transformers builds a dense
+    block-diagonal causal mask over the whole flattened micro-batch from the position
+    ids. Flash attention reads the sequence boundaries instead (no mask); flex attention
+    keeps a block-sparse mask (small)."""
+    return setup.padding_free and setup.attn in ("sdpa", "eager")
+
+
 def has_padding_mask(setup: Setup, batch: int) -> bool:
-    """Padded batches carry an attention mask; padding-free/packed ones do not."""
-    return batch > 1 and not setup.padding_free
+    """Whether the attention gets a dense mask: padded batches of several rows (their
+    padding mask), packed ones under sdpa/eager (the block-diagonal mask)."""
+    if setup.padding_free:
+        return packed_dense_mask(setup)
+    return batch > 1
+
+
+def attention_span(setup: Setup, batch: int) -> int:
+    """Keys each query is scored against: max_length for padded rows; for a packed batch
+    under sdpa/eager, every token of the flattened micro-batch (the mask hides the other
+    examples, but the kernel still computes and keeps every score)."""
+    return batch * setup.seq if packed_dense_mask(setup) else setup.seq
+
+
+def dense_mask_bytes(setup: Setup, batch: int) -> int:
+    """The mask every layer reads (an input of each checkpointed layer): batch x seq x
+    seq for padded rows, (batch x seq)^2 for a packed micro-batch; one byte per entry
+    (sdpa's bool mask), or the weights' dtype for eager's additive mask."""
+    if not has_padding_mask(setup, batch):
+        return 0
+    span = attention_span(setup, batch)
+    entries = span * span if packed_dense_mask(setup) else batch * setup.seq * setup.seq
+    return entries * (DTYPE_BYTES[setup.dtype] if setup.attn == "eager" else 1)
 
 
 def shared_bytes(arch: Architecture, setup: Setup, batch: int) -> int:
-    """Tensors every layer shares: rotary cos/sin and the input ids."""
-    rotary = 2 * setup.seq * arch.head_dim * setup.activation_bytes
+    """Tensors every layer shares: rotary cos/sin (one row of positions, or the packed
+    row's) and the input ids."""
+    positions = batch * setup.seq if setup.padding_free else setup.seq
+    rotary = 2 * positions * arch.head_dim * setup.activation_bytes
     return rotary + 8 * batch * setup.seq
 
 
@@ -201,14 +244,15 @@ def activation_bytes(arch: Architecture, setup: Setup) -> tuple[int, int]:
     """(kept through the forward pass, recomputed/working peak during backward)."""
     tokens = tokens_per_micro_batch(setup)
     mask = has_padding_mask(setup, setup.batch)
-    per_layer = layer_bytes_per_token(arch, setup, setup.seq, mask) * tokens
+    span = attention_span(setup, setup.batch)
+    per_layer = layer_bytes_per_token(arch, setup, span, mask) * tokens
     head = (
         head_saved_per_token(arch, setup) * tokens
         + shared_bytes(arch, setup, setup.batch)
         + autocast_weight_copies(arch, setup)
     )
-    if setup.checkpointing and mask:
-        head += setup.batch * setup.seq * setup.seq  # the bool mask, an input of every layer
+    if setup.checkpointing:
+        head += dense_mask_bytes(setup, setup.batch)  # the bool mask, an input of every layer
     if setup.offload_activations:
         # TRL's activation offloading moves saved tensors to CPU; one layer stays on GPU
         return head, per_layer
@@ -218,5 +262,5 @@ def activation_bytes(arch: Architecture, setup: Setup) -> tuple[int, int]:
         return kept, per_layer
     first = per_layer
     if setup.method != "full":  # the frozen embedding's output needs no gradient
-        first = layer_bytes_per_token(arch, setup, setup.seq, mask, input_grad=False) * tokens
+        first = layer_bytes_per_token(arch, setup, span, mask, input_grad=False) * tokens
     return first + (arch.layers - 1) * per_layer + head, 0

@@ -17,6 +17,7 @@ from runner.plan.activations import (
     LM_TOKEN_CHUNK,
     LM_VOCAB_CHUNK,
     activation_bytes,
+    attention_span,
     backward_working_per_token,
     has_padding_mask,
     head_saved_per_token,
@@ -243,10 +244,11 @@ def _evaluation_peak(arch: Architecture, setup: Setup) -> int:
     """One evaluation batch's forward, with no gradients."""
     eval_tokens = tokens_per_micro_batch(setup, setup.eval_batch)
     mask = has_padding_mask(setup, setup.eval_batch)
+    span = attention_span(setup, setup.eval_batch)
     eval_setup = setup.replace(batch=setup.eval_batch)
     tile = min(eval_tokens, LM_TOKEN_CHUNK) * min(arch.vocab, LM_VOCAB_CHUNK)
     return (
-        layer_bytes_per_token(arch, eval_setup, setup.seq, mask) * eval_tokens
+        layer_bytes_per_token(arch, eval_setup, span, mask) * eval_tokens
         + head_saved_per_token(arch, eval_setup) * eval_tokens
         + tile * setup.activation_bytes  # one logits tile of the fused LM head
     )

@@ -2,7 +2,9 @@
 
 `setup_from_settings` reads a recipe's effective settings (runner.recipe.settings):
 every value as the run will use it, TRL's defaults included, so the estimate needs no
-defaults of its own.
+defaults of its own. The attention kernel is the one the run will load
+(runner.expand.model.attention_kernel: `auto` is flash_attention_2 on a GPU where
+flash-attn is installed, sdpa otherwise).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from runner.expand.model import attention_kernel, flash_attention_installed
 from runner.plan.architecture import LAYER_LINEARS
 from runner.recipe.settings import Settings
 
@@ -37,7 +40,10 @@ class Setup:
     grad_accum: int = 1
     seq: int = 1024
     packing: bool = False
-    padding_free: bool = False
+    padding_free: bool = False  # TRL's padding-free collator: packing bfd/bfd_split, or asked
+    bucketing: bool = False  # train_sampling_strategy group_by_length (not packing)
+    liger: bool = False  # use_liger_kernel: Liger's RMSNorm, SwiGLU and RoPE kernels
+    compiled: bool = False  # torch_compile (planned as eager PyTorch: an upper bound)
     checkpointing: bool = True
     offload_activations: bool = False
     attn: str = "sdpa"
@@ -79,6 +85,13 @@ def resolve_lora_targets(target_modules: Any) -> tuple[str, ...]:
     return tuple(name for name in LAYER_LINEARS if name in names)
 
 
+def padding_free(training: Any) -> bool:
+    """Whether TRL 1.16 flattens each batch into one row with position ids: packing with
+    a best-fit-decreasing strategy, or `padding_free` itself."""
+    packed = bool(training["packing"]) and training["packing_strategy"] in ("bfd", "bfd_split")
+    return bool(training["padding_free"]) or packed
+
+
 def setup_from_settings(settings: Settings) -> Setup:
     """The estimator's view of a recipe's effective settings."""
     training = settings.training
@@ -104,10 +117,21 @@ def setup_from_settings(settings: Settings) -> Setup:
         grad_accum=int(training["gradient_accumulation_steps"]),
         seq=int(settings.max_length or 1024),
         packing=bool(training["packing"]),
-        padding_free=bool(training["padding_free"]) or bool(training["packing"]),
+        padding_free=padding_free(training),
+        bucketing=str(training["train_sampling_strategy"]) == "group_by_length",
+        liger=bool(training["use_liger_kernel"]),
+        compiled=bool(
+            training["torch_compile"]
+            or training["torch_compile_backend"]
+            or training["torch_compile_mode"]
+        ),
         checkpointing=bool(training["activation_checkpointing"]),
         offload_activations=bool(training["activation_offloading"]),
-        attn=str(settings.model["attn_implementation"]),
+        attn=attention_kernel(
+            settings,
+            on_gpu=not settings.cpu_only,
+            flash_installed=flash_attention_installed(),
+        ),
         evaluates=settings.evaluates,
         strategy=settings.strategy,
         processes=settings.num_processes,
