@@ -51,6 +51,7 @@ MODULES: list[str] = [
     "runner.lint.rules.template",
     "runner.lint.rules.launch",
     "runner.lint.rules.extras",
+    "runner.lint.rules.throughput",
     "runner.lint.rules.learning_rate",
     "runner.lint.rules.hardware_fit",
 ]

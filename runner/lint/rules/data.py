@@ -1,4 +1,5 @@
-"""Rules about the data: local files that exist, lengths that fit, packing that is safe."""
+"""Rules about the data: local files that exist, lengths that fit, packing that keeps
+examples apart."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
-from runner.recipe.diagnostics import ERROR, WARNING, KeyPath
+from runner.plan.setup import padding_free
+from runner.recipe.diagnostics import ERROR, KeyPath
 from runner.recipe.resolve import looks_local
 
 
@@ -46,14 +48,51 @@ def _max_length_over_context(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _packing_cross_contamination(ctx: RuleContext) -> Iterator[Finding]:
-    # transformers 5 builds block-diagonal masks from position_ids for every attention
-    # kernel, so TRL's padding-free packing ('bfd', 'bfd_split') keeps sequences apart.
-    # 'wrapped' packing without padding_free hands the model an all-ones mask instead.
+    # TRL 1.16 packs with 'bfd'/'bfd_split' into rows whose seq_lengths give position ids
+    # that restart at each example, and transformers 5.23 keeps the examples apart from
+    # them under every attention kernel (flash attention from the boundaries, sdpa,
+    # eager and flex from a block-diagonal mask; tests/test_packing.py). A 'wrapped' row
+    # has no boundaries (padding_free or not), and eval_packing without packing packs
+    # the eval rows without the padding-free collator (an all-ones mask): in both,
+    # examples attend to each other.
     training = ctx.s.training
-    if training["packing"] is not True:
-        return
-    if training["packing_strategy"] == "wrapped" and training["padding_free"] is not True:
-        yield Finding(("training", "packing"), {"attn": ctx.s.model["attn_implementation"]})
+    packs_eval = training["eval_packing"]
+    packs_eval = training["packing"] is True if packs_eval is None else packs_eval is True
+    wrapped = training["packing_strategy"] == "wrapped"
+    if training["packing"] is True and wrapped:
+        yield Finding(
+            ("training", "packing"),
+            {"reason": "packing_strategy 'wrapped' cuts the data into rows with no example "
+             "boundaries (even with padding_free)"},
+        )  # fmt: skip
+    elif packs_eval and (wrapped or not padding_free(training)):
+        yield Finding(
+            ("training", "eval_packing"),
+            {"reason": "eval_packing without packing: the eval rows are packed but batched "
+             "with an all-ones attention mask"},
+        )  # fmt: skip
+
+
+def _packing_needs_max_length(ctx: RuleContext) -> Iterator[Finding]:
+    training = ctx.s.training
+    if training["packing"] is True and training["max_length"] is None:
+        yield Finding(ctx.nearest("training", "max_length"))
+
+
+def _padding_free_without_packing(ctx: RuleContext) -> Iterator[Finding]:
+    training = ctx.s.training
+    if (
+        training["padding_free"] is True
+        and training["packing"] is not True
+        and training["max_length"] is not None
+    ):
+        yield Finding(("training", "padding_free"), {"max_length": training["max_length"]})
+
+
+def _attention_needs_gpu(ctx: RuleContext) -> Iterator[Finding]:
+    attn = ctx.s.model["attn_implementation"]
+    if ctx.s.cpu_only and attn in ("flash_attention_2", "flash_attention_3"):
+        yield Finding(("model", "attn_implementation"), {"attn": attn})
 
 
 RULES = [
@@ -75,11 +114,35 @@ RULES = [
     ),
     Rule(
         "packing-cross-contamination",
-        WARNING,
-        "packing_strategy 'wrapped' without padding_free lets packed sequences attend to each "
-        "other (attention mask is all ones, whatever attn_implementation {attn!r} does)",
-        "use packing_strategy: bfd (padding-free: each sequence sees only itself), or set "
-        "padding_free: true",
+        ERROR,
+        "packed examples would attend to each other: {reason}",
+        "use training.packing: true with packing_strategy bfd (the default) or bfd_split, "
+        "which keep each example apart under every attention kernel; or leave eval_packing "
+        "unset",
         _packing_cross_contamination,
+    ),
+    Rule(
+        "packing-needs-max-length",
+        ERROR,
+        "training.packing needs a max_length (the length rows are packed to); it is null",
+        "set training.max_length (TRL's default is 1024), or turn packing off",
+        _packing_needs_max_length,
+    ),
+    Rule(
+        "padding-free-without-packing",
+        ERROR,
+        "training.padding_free without packing does not enforce max_length {max_length} "
+        "(TRL stops with a ValueError after the model has loaded)",
+        "use training.packing: true (packing_strategy bfd is padding-free already), or "
+        "drop padding_free",
+        _padding_free_without_packing,
+    ),
+    Rule(
+        "attention-needs-gpu",
+        ERROR,
+        "attn_implementation {attn!r} runs on NVIDIA GPUs only, and this recipe trains on the CPU",
+        "use attn_implementation: sdpa (or auto, which picks flash attention where it "
+        "runs); packed examples stay apart under sdpa too",
+        _attention_needs_gpu,
     ),
 ]
