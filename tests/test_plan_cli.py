@@ -161,12 +161,12 @@ def set_args(overrides: dict) -> list[str]:
     ids=["full-on-8gb", "qlora-tight", "no-checkpointing-eager", "combined"],
 )
 def test_each_suggested_change_applied_with_its_set_arguments_gives_its_estimate(args):
-    report = json.loads(plan(*args, "--format", "json").output)
+    report = json.loads(plan(*args, "--format", "json").stdout)
     assert report["changes"]
     for change in report["changes"]:
         result = plan(*args, "--format", "json", *set_args(change["set"]))
         assert result.exit_code in (0, 1), result.output
-        applied = json.loads(result.output)
+        applied = json.loads(result.stdout)
         assert applied["total_bytes"] == change["total_bytes"], change["description"]
 
 
@@ -184,7 +184,7 @@ def test_when_no_single_change_fits_a_combination_that_fits_comes_first():
         "--set",
         "model.attn_implementation=eager",
     )
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # warnings go to stderr
     first = report["changes"][0]
     assert " + " in first["description"]
     assert first["total_bytes"] <= 0.9 * report["capacity_bytes"]

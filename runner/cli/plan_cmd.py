@@ -120,6 +120,20 @@ def plan_json(settings: Settings, plan: Plan, epoch: EpochTime | None) -> dict[s
     }
 
 
+def _packing(setup: Any) -> str:
+    if not setup.padding_free:
+        return ""
+    if setup.attn in ("sdpa", "eager"):
+        return ", packed (one row: a block-diagonal mask over its tokens)"
+    return ", packed (padding-free)"
+
+
+def _options(setup: Any) -> str:
+    named = [("liger", "Liger kernels"), ("compiled", "torch.compile (planned as eager)")]
+    on = [label for field, label in named if getattr(setup, field)]
+    return "".join(f", {label}" for label in on)
+
+
 def plan_text(settings: Settings, plan: Plan, epoch: EpochTime | None) -> str:
     """The plan as a table a person reads."""
     s, est = plan.setup, plan.estimate
@@ -127,8 +141,9 @@ def plan_text(settings: Settings, plan: Plan, epoch: EpochTime | None) -> str:
     lines = [
         f"{settings.name}: {model}, {s.method}, "
         f"{est.total_params / 1e9:.2f}B parameters, {est.trainable_params / 1e6:,.1f}M trained",
-        f"  micro-batch {s.batch} x {s.seq} tokens (accumulation {s.grad_accum}), {s.optim}, "
-        f"checkpointing {'on' if s.checkpointing else 'off'}, {s.attn}, {s.dtype}",
+        f"  micro-batch {s.batch} x {s.seq} tokens{_packing(s)} (accumulation {s.grad_accum}), "
+        f"{s.optim}, checkpointing {'on' if s.checkpointing else 'off'}, {s.attn}, {s.dtype}"
+        f"{_options(s)}",
     ]
     where = "on one GPU" if s.processes == 1 else f"per GPU, {s.processes} GPUs ({s.strategy})"
     lines.append(f"  peak memory {where}, reached during {est.phase}:")
@@ -136,6 +151,10 @@ def plan_text(settings: Settings, plan: Plan, epoch: EpochTime | None) -> str:
         note = f"  {t.note}" if t.note else ""
         lines.append(f"    {t.label:<36}{_gib(t.bytes)}{note}")
     lines.append(f"    {'total':<36}{_gib(est.total)}")
+    lines.append(
+        f"    (torch.cuda.max_memory_reserved should peak at {est.reserved / GIB:.2f} GiB: the "
+        "total without the CUDA context; `recipe run` records it beside this plan)"
+    )
     if plan.capacity is None:
         lines.append(
             "  no GPU to compare with (hardware.gpu names none, or cpu): "

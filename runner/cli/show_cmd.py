@@ -21,16 +21,26 @@ LIBRARY_OBJECTS = {
 
 
 def effective_batch(settings) -> str:
-    """Rows (and at most tokens) per optimizer step, all processes together."""
+    """Rows, and tokens, per optimizer step, all processes together: packed rows are each
+    filled up to max_length with real tokens; padded rows hold at most max_length, the
+    rest of each batch's longest row being padding."""
     training = settings.training
     per_device = int(training["per_device_train_batch_size"])
     accumulation = int(training["gradient_accumulation_steps"])
     processes = settings.num_processes
     rows = per_device * accumulation * processes
-    tokens = f", up to {rows * settings.max_length:,} tokens" if settings.max_length else ""
-    return (
+    line = (
         f"effective batch: {per_device} per device x {accumulation} accumulation x "
-        f"{processes} process(es) = {rows} rows per optimizer step{tokens}"
+        f"{processes} process(es) = {rows} rows per optimizer step"
+    )
+    if not settings.max_length:
+        return line
+    tokens = rows * settings.max_length
+    if training["packing"]:
+        return line + f"; packed: about {tokens:,} tokens per optimizer step, no padding"
+    return line + (
+        f"; up to {tokens:,} tokens per optimizer step (real tokens depend on the rows' "
+        "lengths, the rest is padding; `recipe preview` shows them, packing removes it)"
     )
 
 
