@@ -1,5 +1,5 @@
 """Training entry point, started by `recipe run` as
-`accelerate launch ... -m runner.train RUN_DIR [--cpu] [--resume CHECKPOINT]`.
+`accelerate launch ... -m runner.train RUN_DIR [--cpu] [--cap-memory] [--resume CHECKPOINT]`.
 
 Reads top to bottom like trl/scripts/sft.py: settings, tokenizer and data, model,
 trainer, train, evaluate, save. Every decision lives elsewhere (runner.recipe resolves
@@ -23,6 +23,7 @@ from runner.expand.training import run_sft_kwargs
 from runner.logs import log_file_of, quiet_libraries
 from runner.recipe.settings import Settings
 from runner.run.directory import RunDirectory, now
+from runner.run.memory_cap import apply_memory_cap
 from runner.run.record import record_stop, record_success, translate_error
 from runner.run.template_copy import save_chat_template
 
@@ -33,12 +34,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cpu", action="store_true", help="train on the CPU (decided by `recipe run`)"
     )
+    parser.add_argument(
+        "--cap-memory", action="store_true", help="hold CUDA memory to the recipe's card"
+    )
     parser.add_argument("--resume", type=Path, help="the complete checkpoint to continue from")
     args = parser.parse_args(argv)
     quiet_libraries(log_file_of(args.run_dir, "train"), cpu=args.cpu)  # logs/train.log
     run = RunDirectory(args.run_dir)
     try:
-        code = train(run, Placement(cpu=args.cpu), args.resume)
+        code = train(run, Placement(cpu=args.cpu), args.resume, cap_memory=args.cap_memory)
     except Exception as exc:
         error = translate_error(exc)
         if error is None:
@@ -49,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-def train(run: RunDirectory, placement: Placement, resume: Path | None) -> int:
+def train(
+    run: RunDirectory, placement: Placement, resume: Path | None, *, cap_memory: bool = False
+) -> int:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -58,17 +64,15 @@ def train(run: RunDirectory, placement: Placement, resume: Path | None) -> int:
     settings = Settings(run.read_resolved())
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.tensorboard))
 
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cap = apply_memory_cap(settings.card, placement.device(local_rank)) if cap_memory else None
+    if cap is not None and local_rank == 0:
+        print(cap.reason, file=sys.stderr)
     tokenizer = load_tokenizer(settings)
     data = training_data(settings, tokenizer, home=run.path)  # prepared by `recipe run`
-    model = load_model(
-        settings,
-        placement,
-        tokenizer,
-        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-        base_dir=run.base,
-    )
+    model = load_model(settings, placement, tokenizer, local_rank=local_rank, base_dir=run.base)
     lora = lora_kwargs(settings)
-    callbacks = run_callbacks(settings, run, tokenizer, data, resume)
+    callbacks = run_callbacks(settings, run, tokenizer, data, resume, memory_cap=cap)
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(

@@ -56,6 +56,12 @@ class RunStopped(UserError):
     is_flag=True,
     help="Print the command to run on each machine (several machines: one per node); start nothing.",
 )
+@click.option(
+    "--cap-memory",
+    is_flag=True,
+    help="Hold each training process's CUDA memory to the recipe's card (hardware.gpu), "
+    "to check on a bigger GPU that the recipe fits the card it names; does nothing on the CPU.",
+)
 def run(
     recipe: str,
     accelerate_args: tuple[str, ...],
@@ -66,12 +72,15 @@ def run(
     cpu: bool,
     no_cache: bool,
     print_launch: bool,
+    cap_memory: bool,
 ) -> None:
     """Lint, prepare and train RECIPE under accelerate launch.
 
     Arguments after `--` go to `accelerate launch`. The run directory is the recipe's
     output_dir; an existing non-empty one is never overwritten without --overwrite,
-    which replaces an earlier run and nothing else.
+    which replaces an earlier run and nothing else. --cap-memory makes a bigger GPU
+    behave like the recipe's card (torch.cuda.set_per_process_memory_fraction), and
+    run.json's memory.cap says what it did.
     """
     from runner.expand.launch import launch_argv, shell_command
     from runner.expand.placement import choose_placement, gpu_available
@@ -81,14 +90,22 @@ def run(
     settings = checked.settings
     placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=cpu)
     if print_launch:
-        click.echo(per_machine_commands(recipe, overrides, settings, placement, accelerate_args))
+        click.echo(
+            per_machine_commands(
+                recipe, overrides, settings, placement, accelerate_args, cap_memory=cap_memory
+            )
+        )
         return
     if settings.machine_rank > 0:
-        click.echo(run_other_machine(settings, placement, accelerate_args, resume, no_cache))
+        click.echo(
+            run_other_machine(settings, placement, accelerate_args, resume, no_cache, cap_memory)
+        )
         return
     if dry_run:
         point = resume_point_of(settings.output_dir) if resume else None
-        argv = launch_argv(settings, placement, extra=accelerate_args, resume=point)
+        argv = launch_argv(
+            settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
+        )
         click.echo("# launch command")
         click.echo(shell_command(argv))
         click.echo("# resolved recipe")
@@ -101,7 +118,9 @@ def run(
     )
     try:
         point = continue_from(run_dir, settings) if resume else None
-        argv = launch_argv(settings, placement, extra=accelerate_args, resume=point)
+        argv = launch_argv(
+            settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
+        )
         prepare(run_dir, checked, placement, argv, prepared, overrides, point)
         click.echo(f"training in {run_dir.path}", err=True)
         click.echo(f"$ {shell_command(argv)}", err=True)
@@ -111,7 +130,9 @@ def run(
         lock.release()
 
 
-def per_machine_commands(recipe, overrides, settings, placement, extra) -> str:
+def per_machine_commands(
+    recipe, overrides, settings, placement, extra, *, cap_memory: bool = False
+) -> str:
     """What to start on each machine: its `recipe run`, and the launch it executes."""
     from runner.expand.launch import launch_argv, shell_command
     from runner.recipe.settings import Settings
@@ -126,13 +147,18 @@ def per_machine_commands(recipe, overrides, settings, placement, extra) -> str:
         command = ["recipe", "run", recipe, *sets]
         if settings.num_machines > 1:
             command += ["--set", f"launch.machine_rank={rank}"]
+        if cap_memory:
+            command.append("--cap-memory")
+        node_argv = launch_argv(node, placement, extra=extra, cap_memory=cap_memory)
         lines.append(f"# machine {rank} of {settings.num_machines}:")
         lines.append(shell_command(command + (["--", *extra] if extra else [])))
-        lines.append(f"#   which runs: {shell_command(launch_argv(node, placement, extra=extra))}")
+        lines.append(f"#   which runs: {shell_command(node_argv)}")
     return "\n".join(lines)
 
 
-def run_other_machine(settings, placement, extra, resume: bool, no_cache: bool) -> str:
+def run_other_machine(
+    settings, placement, extra, resume: bool, no_cache: bool, cap_memory: bool = False
+) -> str:
     """A machine other than 0 of a multi-machine run: its own launch files (so a shared
     run directory is not written twice) and its training processes; the run's record,
     metrics and model are machine 0's."""
@@ -151,7 +177,7 @@ def run_other_machine(settings, placement, extra, resume: bool, no_cache: bool) 
         point = resume_point_of(settings.output_dir) if resume else None
         if resume and point is None:
             raise RunDirError(f"{settings.output_dir}: no complete checkpoint to resume from")
-        argv = launch_argv(settings, placement, extra=extra, resume=point)
+        argv = launch_argv(settings, placement, extra=extra, resume=point, cap_memory=cap_memory)
         home.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
         write_launch_files(settings, placement, home.path)
         if settings.from_config and not home.base.is_dir():

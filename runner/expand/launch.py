@@ -38,10 +38,13 @@ def launch_argv(
     *,
     extra: Sequence[str] = (),
     resume: Path | None = None,
+    cap_memory: bool = False,
 ) -> list[str]:
     """`accelerate launch --config_file RUN/accelerate.yaml ... -m runner.train RUN_DIR`
     (`resume`: the complete checkpoint the training process continues from; `--cpu`
-    tells the training processes the placement, which they never decide again)."""
+    tells the training processes the placement, which they never decide again;
+    `cap_memory`: each training process holds its CUDA memory to the recipe's card,
+    runner.run.memory_cap)."""
     run_dir = launch_home(settings)
     # --quiet: a failed training process reports its own error; no launcher traceback on top
     argv = ["accelerate", "launch", "--config_file", str(run_dir / ACCELERATE_CONFIG), "--quiet"]
@@ -54,6 +57,8 @@ def launch_argv(
     argv += [*extra, "-m", TRAIN_MODULE, str(run_dir)]
     if placement.cpu:
         argv.append("--cpu")
+    if cap_memory:
+        argv.append("--cap-memory")
     if resume is not None:
         argv += ["--resume", str(resume)]
     return argv

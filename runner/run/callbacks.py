@@ -84,11 +84,16 @@ def run_callbacks(
     tokenizer: Any,
     data: TrainingData,
     resume: Path | None = None,
+    memory_cap: Any = None,
 ) -> RunCallbacks:
-    """The callbacks a recipe asks for (`resume`: the checkpoint this session resumes)."""
+    """The callbacks a recipe asks for (`resume`: the checkpoint this session resumes;
+    `memory_cap`: what --cap-memory did, runner.run.memory_cap.MemoryCap)."""
     earlier = progress_of(resume) if resume is not None else {}
     clock = TrainingClock(earlier.get("seconds") or 0.0, earlier.get("cpu_seconds") or 0.0)
-    meter = RunMeter(int(earlier.get("token_slots") or 0))
+    meter = RunMeter(
+        int(earlier.get("token_slots") or 0),
+        cap=memory_cap.record() if memory_cap is not None else None,
+    )
     callbacks = RunCallbacks(
         MetricsFileCallback(run.metrics),
         clock,

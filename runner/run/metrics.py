@@ -70,10 +70,13 @@ class RunMeter(TrainerCallback):
       resident set size (`ru_maxrss`: the whole process, Python and the libraries
       included); gathered to every process.
     - the GPU's name and memory, for model FLOPs utilisation against its peak.
+    - `cap`: what `recipe run --cap-memory` did (runner.run.memory_cap), kept for the
+      record; None without it.
     """
 
-    def __init__(self, earlier_slots: int = 0) -> None:
+    def __init__(self, earlier_slots: int = 0, cap: dict[str, Any] | None = None) -> None:
         self.earlier_slots = earlier_slots
+        self.cap = cap
         self.local_slots = 0  # this process, this session
         self.slots = earlier_slots  # all processes, whole run, as of the last sum
         self.processes: list[dict[str, Any]] = []

@@ -88,7 +88,7 @@ def memory_record(plan: dict[str, Any] | None, meter: Any) -> dict[str, Any]:
     plan's figure for the same thing: on CUDA the peak `max_memory_reserved` against
     the plan's `reserved_bytes`; on the CPU the peak resident set size (the whole
     process) against `allocated_bytes` (the plan has no allocator or CUDA context
-    there)."""
+    there). `cap`: what --cap-memory did (None without it)."""
     cuda = meter.device.get("type") == "cuda"
     measured, planned = (
         ("max_memory_reserved", "reserved_bytes") if cuda else ("peak_rss", "allocated_bytes")
@@ -104,6 +104,7 @@ def memory_record(plan: dict[str, Any] | None, meter: Any) -> dict[str, Any]:
         "plan_figure": planned,
         "plan_bytes": plan_bytes,
         "peak_over_plan": round(peak / plan_bytes, 3) if peak and plan_bytes else None,
+        "cap": getattr(meter, "cap", None),
     }
 
 
