@@ -425,7 +425,12 @@ def markdown_table(facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"plan = the plan's {plan_figure}; tokens/s = real (non-padding) tokens over every "
         "step; after warm-up = from the first logged step to the last; MFU against the GPU "
         "present, not the recipe's card. "
-        "Memory capped to each recipe's card with `recipe run --cap-memory`. Paged "
+        + (
+            "`--cap-memory` was passed but caps nothing on the CPU. "
+            if cpu
+            else "Memory capped to each recipe's card with `recipe run --cap-memory`. "
+        )
+        + "Paged "
         "optimizers' unified memory is outside torch's allocator and not in these peaks.",
     ]
     return "\n".join(lines) + "\n"
