@@ -144,7 +144,7 @@ def set_args(overrides: dict) -> list[str]:
     "args",
     [
         ("llama32-1b-full-3090", "--gpu", "rtx-3070"),
-        ("tinyllama-qlora-3070", "--memory-gib", "2.5"),
+        ("tinyllama-qlora-3070", "--memory-gib", "2.0"),
         (
             "llama32-1b-full-3090",
             "--memory-gib",
@@ -174,7 +174,7 @@ def test_when_no_single_change_fits_a_combination_that_fits_comes_first():
     result = plan(
         "llama32-1b-full-3090",
         "--memory-gib",
-        "10",
+        "7",
         "--format",
         "json",
         "--set",

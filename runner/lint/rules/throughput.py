@@ -8,7 +8,9 @@ import os
 import shutil
 from collections.abc import Iterator
 
+from runner.expand.model import attention_kernel, flash_attention_installed
 from runner.lint.rules.base import Finding, Rule, RuleContext
+from runner.plan.setup import padding_free
 from runner.recipe.diagnostics import ERROR, WARNING
 
 CXX_COMPILERS = ("c++", "g++", "clang++")
@@ -65,6 +67,29 @@ def _bucketing_with_packing(ctx: RuleContext) -> Iterator[Finding]:
         yield Finding(("training", "train_sampling_strategy"))
 
 
+def _packing_dense_attention(ctx: RuleContext) -> Iterator[Finding]:
+    # A padding-free micro-batch of several rows is one flattened sequence: sdpa and eager
+    # get a block-diagonal mask over all of it (correct, tests/test_packing.py) and score
+    # every pair of its tokens; flash attention reads the boundaries and does not.
+    training = ctx.s.training
+    rows = training["per_device_train_batch_size"]
+    if not padding_free(training) or not isinstance(rows, int) or rows < 2:
+        return
+    kernel = attention_kernel(
+        ctx.s, on_gpu=not ctx.s.cpu_only, flash_installed=flash_attention_installed()
+    )
+    if kernel not in ("sdpa", "eager"):
+        return
+    tokens = rows * (ctx.s.max_length or 0)
+    yield Finding(
+        ctx.nearest("training", "per_device_train_batch_size"),
+        {"rows": rows, "kernel": kernel, "tokens": f"{tokens:,}"},
+        hint=f"set per_device_train_batch_size: 1 and gradient_accumulation_steps "
+        f"{rows} times higher (the same tokens per optimizer step); or, on a GPU, install "
+        f"flash-attn (the flash-attn extra) and use attn_implementation: auto",
+    )
+
+
 RULES = [
     Rule(
         "liger-needs-gpu",
@@ -108,5 +133,15 @@ RULES = [
         "drop it; or turn packing off, and group_by_length then batches rows of similar "
         "length (less padding)",
         _bucketing_with_packing,
+    ),
+    Rule(
+        "packing-dense-attention",
+        WARNING,
+        "packing with {rows} rows per micro-batch under {kernel}: the micro-batch is one "
+        "flattened sequence of up to {tokens} tokens, and its block-diagonal mask keeps the "
+        "examples apart but attention still scores every pair of those tokens ({rows}x the "
+        "attention work of one row at a time)",
+        "set per_device_train_batch_size: 1 and raise gradient_accumulation_steps to match",
+        _packing_dense_attention,
     ),
 ]
