@@ -93,3 +93,16 @@ def test_a_capped_run_on_the_cpu_says_the_cap_does_nothing_and_records_it(tmp_pa
     assert "--cap-memory does nothing on the CPU" in result.stderr
     cap = json.loads((tmp_path / "run" / "run.json").read_text())["memory"]["cap"]
     assert cap["applied"] is False and cap["fraction"] is None
+
+
+def test_print_launch_repeats_cpu_when_a_gpu_recipe_is_forced_onto_the_cpu(tmp_path, monkeypatch):
+    # The printed `recipe run` is what a user copies to each machine: without --cpu a
+    # GPU recipe would stop there on a machine with no GPU.
+    monkeypatch.chdir(tmp_path)
+    printed = CliRunner().invoke(main, ["run", "llama32-1b-full-3090", "--cpu", "--print-launch"])
+    assert printed.exit_code == 0, printed.output
+    lines = printed.stdout.splitlines()
+    assert lines[1] == "recipe run llama32-1b-full-3090 --cpu"
+    assert lines[2].endswith(
+        "-m runner.train " + str(tmp_path / "outputs/llama32-1b-full-3090") + " --cpu"
+    )

@@ -92,7 +92,13 @@ def run(
     if print_launch:
         click.echo(
             per_machine_commands(
-                recipe, overrides, settings, placement, accelerate_args, cap_memory=cap_memory
+                recipe,
+                overrides,
+                settings,
+                placement,
+                accelerate_args,
+                cap_memory=cap_memory,
+                cpu=cpu,
             )
         )
         return
@@ -131,7 +137,7 @@ def run(
 
 
 def per_machine_commands(
-    recipe, overrides, settings, placement, extra, *, cap_memory: bool = False
+    recipe, overrides, settings, placement, extra, *, cap_memory: bool = False, cpu: bool = False
 ) -> str:
     """What to start on each machine: its `recipe run`, and the launch it executes."""
     from runner.expand.launch import launch_argv, shell_command
@@ -147,6 +153,8 @@ def per_machine_commands(
         command = ["recipe", "run", recipe, *sets]
         if settings.num_machines > 1:
             command += ["--set", f"launch.machine_rank={rank}"]
+        if cpu:
+            command.append("--cpu")
         if cap_memory:
             command.append("--cap-memory")
         node_argv = launch_argv(node, placement, extra=extra, cap_memory=cap_memory)
