@@ -129,8 +129,9 @@ def test_every_deepspeed_config_passes_deepspeeds_parser_with_autos_filled(stage
     args.hf_deepspeed_config.trainer_config_finalize(args, model, num_training_steps=100)
     config = args.hf_deepspeed_config.config  # transformers filled the autos
     assert "auto" not in repr(config)
-    assert config["train_micro_batch_size_per_gpu"] == 4
-    assert config["gradient_accumulation_steps"] == 4
+    # the recipe's batch (1 packed row x 16), not DeepSpeed's own defaults (1 x 1)
+    assert config["train_micro_batch_size_per_gpu"] == s.training["per_device_train_batch_size"]
+    assert config["gradient_accumulation_steps"] == s.training["gradient_accumulation_steps"] == 16
     parsed = DeepSpeedConfig(config, mpu=None)
     assert parsed.zero_optimization_stage == stage
 
