@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -21,23 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model, load
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical cores"
-
-
-def load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{cpu_model()}, {os.cpu_count()} logical cores"
 
 
 def wall_times(argv: list[str], repeat: int) -> list[float]:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -55,6 +54,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from machine import cpu_model, load
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 ALPACA = FIXTURES / "data" / "alpaca_sample.json"
@@ -62,20 +63,6 @@ LLAMA2_TOKENIZER = FIXTURES / "tokenizers" / "llama-2"
 RECIPE_MAX_LENGTH = 512  # llama7b-qlora-3090: Alpaca at max_length 512
 MAX_LENGTH = 128  # the demo model's context
 ROWS = 3000
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def alpaca_lengths() -> list[tuple[int, int]]:
