@@ -19,6 +19,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 
+from saved_tensors import saved_bytes  # noqa: E402
+
 from runner.plan import activations  # noqa: E402
 from runner.plan.activations import activation_bytes  # noqa: E402
 from runner.plan.architecture import architecture_from_config  # noqa: E402
@@ -229,39 +231,14 @@ def measure_saved(
     model, vocab: int, rows: int, seq: int, autocast: bool, checkpointing: bool = False
 ) -> int:
     """Bytes autograd keeps for backward over one forward with TRL's fused LM head."""
-    from trl.trainer.utils import add_fused_lm_head
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    add_fused_lm_head(base, outputs=("log_probs", "entropy", "is_top1"))
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def keep(t):
-        if isinstance(t, torch.Tensor):
-            s = t.untyped_storage()
-            if s.data_ptr() not in params:
-                saved[s.data_ptr()] = s.nbytes()
-
-    if checkpointing:
-        from torch.utils.checkpoint import checkpoint
-
-        def recording_checkpoint(fn, *args, **kwargs):
-            for value in list(args) + list(getattr(fn, "keywords", {}).values()):
-                for t in value if isinstance(value, tuple) else (value,):
-                    keep(t)
-            return checkpoint(fn, *args, use_reentrant=False, **kwargs)
-
-        base._set_gradient_checkpointing(
-            enable=True, gradient_checkpointing_func=recording_checkpoint
-        )
-        base.enable_input_require_grads()
     ids, mask, labels = batch(vocab, rows, seq)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: (keep(t), t)[1], lambda t: t), ctx:
-        out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
-    loss = -out.log_probs.sum() / (labels[:, 1:] != -100).sum()
-    loss.backward()
-    return sum(saved.values())
+
+    def forward():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        return -out.log_probs.sum() / (labels[:, 1:] != -100).sum()
+
+    return saved_bytes(model, forward, checkpointing=checkpointing)
 
 
 def estimated_saved(arch, setup: Setup) -> int:

@@ -16,6 +16,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from saved_tensors import saved_bytes
+
 from runner.plan.activations import activation_bytes, attention_span
 from runner.plan.architecture import architecture_from_config
 from runner.plan.estimate import estimate_memory
@@ -62,39 +64,14 @@ def packed_batch(vocab: int, rows: int, seq: int):
 
 
 def measure_packed_saved(model, vocab: int, rows: int, seq: int, checkpointing: bool) -> int:
-    """Bytes autograd keeps for backward over one packed forward with TRL's fused head
-    (storage-deduplicated, parameters excluded; checkpoint inputs recorded)."""
-    import torch
-    from trl.trainer.utils import add_fused_lm_head
-
-    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def keep(t):
-        if isinstance(t, torch.Tensor):
-            s = t.untyped_storage()
-            if s.data_ptr() not in params:
-                saved[s.data_ptr()] = s.nbytes()
-
-    if checkpointing:
-        from torch.utils.checkpoint import checkpoint
-
-        def recording_checkpoint(fn, *args, **kwargs):
-            for value in list(args) + list(getattr(fn, "keywords", {}).values()):
-                for t in value if isinstance(value, tuple) else (value,):
-                    keep(t)
-            return checkpoint(fn, *args, use_reentrant=False, **kwargs)
-
-        model._set_gradient_checkpointing(
-            enable=True, gradient_checkpointing_func=recording_checkpoint
-        )
-        model.enable_input_require_grads()
+    """Bytes autograd keeps for backward over one packed forward with TRL's fused head."""
     ids, positions, labels = packed_batch(vocab, rows, seq)
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: (keep(t), t)[1], lambda t: t):
+
+    def forward():
         out = model(input_ids=ids, position_ids=positions, labels=labels, fused_lm_head=True)
-    (-out.log_probs.sum()).backward()
-    return sum(saved.values())
+        return -out.log_probs.sum()
+
+    return saved_bytes(model, forward, checkpointing=checkpointing)
 
 
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["no-checkpointing", "checkpointing"])
