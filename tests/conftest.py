@@ -56,8 +56,9 @@ def bare_recipe(path: Path) -> Path:
     )
 
 
-def save_tiny_llama(path: Path, layers: int = 2, hidden: int = 64) -> Path:
-    """A 2-layer Llama with random weights and the runner's byte-level tokenizer, saved."""
+def save_tiny_llama(path: Path, layers: int = 2, hidden: int = 64, kv_heads: int = 4) -> Path:
+    """A 2-layer Llama with random weights and the runner's byte-level tokenizer, saved
+    (4 attention heads; `kv_heads` below 4 for grouped-query attention)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -71,7 +72,7 @@ def save_tiny_llama(path: Path, layers: int = 2, hidden: int = 64) -> Path:
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,
         num_attention_heads=4,
-        num_key_value_heads=4,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=256,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,

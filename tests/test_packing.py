@@ -22,7 +22,7 @@ import itertools
 import random
 
 import pytest
-from conftest import settings_of, tiny_recipe, write_recipe
+from conftest import save_tiny_llama, settings_of, tiny_recipe, write_recipe
 
 ATTENTION = ["sdpa", "eager"]
 
@@ -96,29 +96,7 @@ def summed_loss(trainer, batch):
 @pytest.fixture(scope="module")
 def gqa_model_dir(tmp_path_factory):
     """A tiny Llama with grouped-query attention (4 heads, 2 key/value heads)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from runner.expand.tokenizer import build_byte_level_tokenizer
-
-    torch.manual_seed(0)
-    tokenizer = build_byte_level_tokenizer()
-    path = tmp_path_factory.mktemp("gqa-llama")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("gqa-llama"), kv_heads=2)
 
 
 @pytest.mark.parametrize("attn", ATTENTION)
