@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,14 @@ def test_loss_plot_has_train_and_eval_curves(tmp_path):
     assert loss_curves(RECORDS) == {"train": [(1, 3.0), (2, 2.0), (3, 1.0)], "eval": [(2, 2.5)]}
     plot_loss(RECORDS, tmp_path / "loss.png", "demo")
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_without_matplotlib_the_plot_is_left_out_with_a_warning(tmp_path, monkeypatch, capsys):
+    # a machine with the training stack but no matplotlib still records its run
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails
+    plot_loss(RECORDS, tmp_path / "loss.png", "demo")
+    assert not (tmp_path / "loss.png").exists()
+    assert "loss.png not drawn: matplotlib is not installed" in capsys.readouterr().err
 
 
 def test_summary_line_says_steps_tokens_time_losses_accuracy_and_where_the_model_is():

@@ -174,8 +174,20 @@ def loss_curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, floa
 
 
 def plot_loss(records: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Train and eval loss against step, as a PNG (matplotlib's Agg backend, no display)."""
-    import matplotlib
+    """Train and eval loss against step, as a PNG (matplotlib's Agg backend, no display).
+    The plot is a convenience: without matplotlib it is left out with a warning, and the
+    run's record stands (metrics.jsonl holds the same numbers)."""
+    try:
+        import matplotlib
+    except ImportError:
+        import sys
+
+        print(
+            f"warning: {path.name} not drawn: matplotlib is not installed (pip install "
+            f"matplotlib); {path.parent / 'metrics.jsonl'} has the losses",
+            file=sys.stderr,
+        )
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
