@@ -6,6 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# the tiny Llama both calibrations measure (grouped-query attention, untied head)
+TINY = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 176,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+    "tie_word_embeddings": False,
+}
+
 
 def saved_bytes(model: Any, forward: Callable[[], Any], *, checkpointing: bool) -> int:
     """Bytes of the tensors autograd saves while `forward()` runs and its loss backs up

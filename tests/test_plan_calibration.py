@@ -19,7 +19,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 
-from saved_tensors import saved_bytes  # noqa: E402
+from saved_tensors import TINY, saved_bytes  # noqa: E402
 
 from runner.plan import activations  # noqa: E402
 from runner.plan.activations import activation_bytes  # noqa: E402
@@ -33,16 +33,6 @@ from runner.plan.states import (  # noqa: E402
 )
 
 FIXTURE_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "configs"
-TINY = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 176,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 256,
-    "tie_word_embeddings": False,
-}
 SHIPPED = ("llama-3.2-1b-instruct.json", "tinyllama-1.1b-chat.json", "llama-7b.json")
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

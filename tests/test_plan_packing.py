@@ -16,36 +16,16 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from saved_tensors import saved_bytes
+
+from saved_tensors import TINY, saved_bytes
 
 from runner.plan.activations import activation_bytes, attention_span
 from runner.plan.architecture import architecture_from_config
 from runner.plan.estimate import estimate_memory
 from runner.plan.setup import Setup
+from runner.recipe.models import KNOWN_CONFIGS
 
-TINY = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 176,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 256,
-    "tie_word_embeddings": False,
-}
-LLAMA32 = architecture_from_config(
-    {
-        "model_type": "llama",
-        "hidden_size": 2048,
-        "intermediate_size": 8192,
-        "num_hidden_layers": 16,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "vocab_size": 128256,
-        "tie_word_embeddings": True,
-        "max_position_embeddings": 131072,
-    }
-)
+LLAMA32 = architecture_from_config(KNOWN_CONFIGS["meta-llama/Llama-3.2-1B-Instruct"])
 
 
 def packed_batch(vocab: int, rows: int, seq: int):
