@@ -100,7 +100,19 @@ def scan_rows(path: Path, display: str | None = None, keep: int = 0) -> Scan:
 @functools.lru_cache(maxsize=8)
 def _scan(path: str, display: str, keep: int, size: int, mtime_ns: int) -> Scan:
     scan = Scan()
-    for line, row in iter_rows(Path(path), display):
+    for line, row in iter_objects(Path(path), display):
+        scan.rows += 1
+        scan.lines.append(line)
+        if len(scan.first) < keep:
+            scan.first.append((line, row))
+    return scan
+
+
+def iter_objects(path: Path, display: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line, row) for each row of a file (see `iter_rows`), checking that each
+    row is an object: DataFileError at the first that is not."""
+    display = display or str(path)
+    for line, row in iter_rows(path, display):
         if not isinstance(row, dict):
             raise DataFileError(
                 display,
@@ -108,11 +120,24 @@ def _scan(path: str, display: str, keep: int, size: int, mtime_ns: int) -> Scan:
                 f"the row is {_kind(row)}, not an object",
                 'each row is one JSON object, e.g. {"instruction": "...", "output": "..."}',
             )
-        scan.rows += 1
-        scan.lines.append(line)
-        if len(scan.first) < keep:
-            scan.first.append((line, row))
-    return scan
+        yield line, row
+
+
+def read_objects(
+    path: Path, display: str | None = None
+) -> tuple[array[int], list[dict[str, Any]], list[str]]:
+    """Every row of a file as written: (the line each row starts on, the rows, the
+    column names they have between them in first-seen order). Values are what the file
+    holds: a JSON string stays a string however it looks (a date, "007", "true"), every
+    CSV field is text."""
+    lines: array[int] = array("L")
+    rows: list[dict[str, Any]] = []
+    columns: dict[str, None] = {}
+    for line, row in iter_objects(path, display):
+        lines.append(line)
+        rows.append(row)
+        columns.update(dict.fromkeys(row))
+    return lines, rows, list(columns)
 
 
 def count_rows(path: Path) -> int | None:

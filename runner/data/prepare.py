@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.data.formats import SHAPE, missing_columns, normalize_row
 from runner.data.prepared import load_prepared
-from runner.data.sources import DataError, display_source, fingerprint, load_source
+from runner.data.sources import DataError, display_source, source_rows
 from runner.data.templates import (
     PromptFormat,
     chat_messages,
@@ -92,33 +92,28 @@ def read_source(
 ) -> tuple[list[dict[str, Any]], list[BadRow], dict[str, Any]]:
     """Canonical examples and bad rows of one source, in selection order.
 
-    A local .jsonl/.json/.csv file is read through once first (runner.data.files), so a
-    file that is not UTF-8, not parseable or empty stops here with its line, and bad rows
-    are reported by line."""
+    Rows are read as written (runner.data.sources.source_rows: a local text file through
+    the runner's own reader, so a file that is not UTF-8, not parseable or empty stops
+    here with its line, and bad rows are reported by line)."""
     from tqdm.auto import tqdm
 
-    from runner.data.files import is_text_data, scan_rows
-
     name = display_source(source)
-    path = Path(str(source["source"]))
-    scan = scan_rows(path, name) if is_text_data(path) else None
-    dataset = load_source(source)
-    lines = scan.lines if scan is not None and scan.rows == len(dataset) else None
+    read = source_rows(source)
     fmt = source["format"]
     columns = source.get("columns")
-    missing = missing_columns(fmt, columns, list(dataset.column_names))
+    missing = missing_columns(fmt, columns, read.columns)
     if missing:
         raise DataError(
             f"{name}: no column {', '.join(repr(c) for c in missing)} for format {fmt}; "
-            f"its columns are {', '.join(dataset.column_names)} "
+            f"its columns are {', '.join(read.columns)} "
             f"(map them with `columns: {{field: your_column}}` or choose another format)"
         )
-    order = list(range(len(dataset)))
+    order = list(range(len(read.rows)))
     if shuffle:
         random.Random(seed).shuffle(order)
     chosen = [order[i] for i in parse_rows(source.get("rows"), len(order))]
+    rows = _selected(read.rows, chosen)
     examples, bad = [], []
-    rows = dataset.select(chosen) if chosen != list(range(len(dataset))) else dataset
     progress = tqdm(
         zip(chosen, rows, strict=True),
         total=len(chosen),
@@ -128,12 +123,20 @@ def read_source(
     for index, row in progress:
         example, problem = normalize_row(fmt, columns, row)
         if problem:
-            bad.append(BadRow(name, index + 1, problem, lines[index] if lines else None))
+            line = read.lines[index] if read.lines is not None else None
+            bad.append(BadRow(name, index + 1, problem, line))
         else:
             examples.append(example)
-    record = fingerprint(source, dataset)
-    record["rows_used"] = len(examples)
-    return examples, bad, record
+    return examples, bad, {**read.record, "rows_used": len(examples)}
+
+
+def _selected(rows: Any, chosen: list[int]) -> Any:
+    """The chosen rows, in order (a Dataset selects without copying its rows)."""
+    if chosen == list(range(len(rows))):
+        return rows
+    if isinstance(rows, list):
+        return [rows[i] for i in chosen]
+    return rows.select(chosen)
 
 
 def load_examples(settings: Settings) -> Examples:
