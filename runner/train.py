@@ -24,7 +24,7 @@ from runner.logs import log_file_of, quiet_libraries
 from runner.recipe.settings import Settings
 from runner.run.directory import RunDirectory, now
 from runner.run.memory_cap import apply_memory_cap
-from runner.run.record import record_stop, record_success, translate_error
+from runner.run.record import record_baseline, record_stop, record_success, translate_error
 from runner.run.template_copy import save_chat_template
 
 
@@ -57,6 +57,7 @@ def train(
     run: RunDirectory, placement: Placement, resume: Path | None, *, cap_memory: bool = False
 ) -> int:
     from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from runner.run.callbacks import run_callbacks
@@ -91,7 +92,10 @@ def train(
         peft_config=LoraConfig(**lora) if lora else None,
         callbacks=list(callbacks),
     )
+    trainer.remove_callback(PrinterCallback)  # its raw log dicts: the progress line instead
 
+    if data.eval is not None and resume is None:
+        record_baseline(run, settings, trainer)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if callbacks.guard.reason is not None:  # diverged, or interrupted after a checkpoint
         return (

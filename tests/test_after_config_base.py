@@ -105,7 +105,7 @@ def test_a_qlora_recipe_on_model_config_loads_4bit_linear_layers(tmp_path):
     import bitsandbytes as bnb
     from conftest import settings_of
 
-    from runner.expand.model import load_model, save_config_model
+    from runner.expand.model import load_model, save_base_model
     from runner.expand.placement import Placement
     from runner.expand.tokenizer import load_tokenizer
 
@@ -116,7 +116,7 @@ def test_a_qlora_recipe_on_model_config_loads_4bit_linear_layers(tmp_path):
         "quantization={load_in_4bit: true, bnb_4bit_quant_type: nf4}",
         "training.learning_rate=1.0e-3",
     )
-    save_config_model(settings, tmp_path / "base")
+    save_base_model(settings, tmp_path / "base")
     model = load_model(
         settings, Placement(cpu=True), load_tokenizer(settings), base_dir=tmp_path / "base"
     )

@@ -1,6 +1,6 @@
 """The project's own lock (constraints.txt -> runner/shipped/constraints.txt) agrees with
 pyproject.toml: every declared requirement is pinned inside its range, and the lock holds
-exactly the closure of `pip install -e ".[test,deepspeed]"` - no package that install
+exactly the closure of `pip install -e ".[test,deepspeed,gguf]"` - no package that install
 would not bring. The closure is walked through the installed packages' metadata, so
 this runs offline; CI installs from the lock, so there the two are the same versions."""
 
@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from runner.run.provenance import LOCK, canonical_name, read_lock
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+; CI runs 3.11
-LOCKED_EXTRAS = ("test", "deepspeed")
+LOCKED_EXTRAS = ("test", "deepspeed", "gguf")
 
 
 def declared() -> list[Requirement]:

@@ -2,8 +2,8 @@
 
 - full fine-tune: the model in `final/`, in the recipe's dtype;
 - LoRA/QLoRA: the base model (QLoRA in 4-bit unless `base_4bit=False`; a `model.config`
-  base from the run's `base/`, where `recipe run` saved its random initial weights) with
-  the adapter from `final/` on top;
+  or GGUF base from the run's `base/`, where `recipe run` saved the weights it started
+  from) with the adapter from `final/` on top;
 - a plain model directory or cached hub id: as saved, dtype "auto".
 
 A run's prompts are rendered from the copy of the template it trained with
@@ -110,7 +110,7 @@ def load_base_model(
     dtype: str | None = None,
 ) -> PreTrainedModel:
     """The base model of a target: an adapter's base, or the model a full run started
-    from (for a model.config run, its saved initial weights)."""
+    from (for a model.config or GGUF run, the base it saved in `base/`)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from runner.expand.model import attention_kernel, flash_attention_installed
@@ -119,7 +119,7 @@ def load_base_model(
     dtype = dtype or model_dtype(target, use_cpu)
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "device_map": {"": device}}
     settings = target.settings
-    if settings is not None and settings.from_config:
+    if settings is not None and settings.builds_base:
         reference = require_model(str(RunDirectory(target.path).base), where=str(target.path))
     elif settings is not None:
         reference = require_model(str(settings.model["id"]), target.revision, str(target.path))

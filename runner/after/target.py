@@ -184,7 +184,7 @@ def missing_from_final(run: RunDirectory, settings: Settings) -> list[str]:
     ]
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         missing += [f"{final.name}/{shard}" for shard in _missing_shards(final / index)]
-    if settings.adapter and settings.from_config and not (run.base / "config.json").is_file():
+    if settings.adapter and settings.builds_base and not (run.base / "config.json").is_file():
         missing.append(f"{run.base.name}/ (the initial weights the adapter applies to)")
     return missing
 
@@ -247,8 +247,8 @@ def not_trained_message(run: RunDirectory, status: str, record: dict, missing: l
 
 
 def _base_of(run: RunDirectory, settings: Settings) -> str:
-    """What an adapter applies to: a model.config run's saved initial weights, else model.id."""
-    return str(run.base) if settings.from_config else str(settings.model["id"])
+    """What an adapter applies to: the base a model.config or GGUF run saved, else model.id."""
+    return str(run.base) if settings.builds_base else str(settings.model["id"])
 
 
 def with_overrides(target: Target, overrides: tuple[str, ...]) -> Target:

@@ -185,10 +185,8 @@ def run_other_machine(
         argv = launch_argv(settings, placement, extra=extra, resume=point, cap_memory=cap_memory)
         home.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
         write_launch_files(settings, placement, home.path)
-        if settings.from_config and not home.base.is_dir():
-            from runner.expand.model import save_config_model
-
-            save_config_model(settings, home.base)
+        if settings.builds_base and not home.base.is_dir():
+            write_base(settings, home.base)
         where = f"machine {settings.machine_rank} of {settings.num_machines}"
         click.echo(f"{where}: training; $ {shell_command(argv)}", err=True)
         code, _ = train_under(argv, home)
@@ -290,8 +288,8 @@ def continue_from(run_dir, settings) -> Path:
 
 def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> None:
     """Write the run's record, its accelerate (and DeepSpeed) config, where its prepared
-    data is and, for a model.config recipe, its random initial weights before anything
-    trains."""
+    data is and, for a model.config or GGUF recipe, the base model it starts from
+    (runner.expand.model.save_base_model) before anything trains."""
     from runner.data.prepared import write_pointer
     from runner.expand.engines import stray_default_config
     from runner.expand.launch import write_launch_files
@@ -308,10 +306,25 @@ def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> No
     if stray is not None:
         click.echo(f"note: {stray} (accelerate's default config) is not used; this run's "
                    f"is {run_dir.path / 'accelerate.yaml'}", err=True)  # fmt: skip
-    if settings.from_config and not run_dir.base.is_dir():
-        from runner.expand.model import save_config_model
+    if settings.builds_base and not run_dir.base.is_dir():
+        write_base(settings, run_dir.base)
 
-        save_config_model(settings, run_dir.base)
+
+def write_base(settings, base: Path) -> None:
+    """The base model a model.config or GGUF recipe starts from, written into the run
+    (runner.expand.model.save_base_model), saying what it does: a GGUF file takes a
+    while to dequantize."""
+    import time
+
+    from runner.expand.model import save_base_model
+
+    started = time.perf_counter()
+    gguf = settings.gguf_path
+    if gguf is not None:
+        click.echo(f"model: dequantizing {gguf.name} into {base} ...", err=True)
+    save_base_model(settings, base)
+    if gguf is not None:
+        click.echo(f"model: {base} written in {time.perf_counter() - started:.1f} s", err=True)
 
 
 def finish(run_dir, code: int, interrupts: int) -> str:

@@ -86,14 +86,18 @@ TOKENIZER_FILES = (
 
 
 def tokenizer_identity(model: dict[str, Any]) -> str | None:
-    """A digest of the tokenizer's files, found without loading it (a local directory
-    or the Hugging Face cache); `byte-level` is the runner's own (its version is in the
-    key). None when its files are not on this machine."""
-    from runner.recipe.models import tokenizer_file
+    """A digest of the tokenizer's files, found without loading it (a local directory,
+    the Hugging Face cache, or the GGUF file that holds it); `byte-level` is the
+    runner's own (its version is in the key). None when its files are not on this
+    machine."""
+    from runner.recipe.models import gguf_tokenizer, tokenizer_file
 
     source = model.get("tokenizer") or model.get("id")
     if source == "byte-level":
         return "byte-level"
+    gguf = gguf_tokenizer(model)
+    if gguf is not None:  # the tokenizer is part of the file
+        return file_digest(gguf) if gguf.is_file() else None
     digest, found = hashlib.sha256(), False
     for name in TOKENIZER_FILES:
         path = tokenizer_file(model, name)

@@ -11,10 +11,14 @@ user's back; `device_map` is left out under DeepSpeed (a quantized model under Z
 keeps it: bitsandbytes quantizes on the device) and FSDP, which place weights
 themselves.
 
-A `model.config` model has no checkpoint to load: `build_config_model` makes its random
-weights once (seeded by training.seed) and `recipe run` saves them into the run
-directory (`base/`), from where `load_model` loads them like any local model - so
-quantization, dtype and placement take the same `from_pretrained` path.
+Two kinds of model have no checkpoint `from_pretrained` can train from, so `recipe run`
+makes one in the run directory (`base/`) before launch (`save_base_model`), and
+`load_model` loads it from there like any local model - so quantization (QLoRA's 4-bit
+over those weights), dtype and placement take the same `from_pretrained` path:
+- a `model.config` model: random weights, made once (seeded by training.seed);
+- a GGUF file (llama.cpp's format): its weights dequantized once to float32
+  (`GgufConfig(dequantize=True)`; without it transformers keeps a quantizer that can
+  neither train nor save), with the tokenizer and chat template the file carries.
 """
 
 from __future__ import annotations
@@ -113,19 +117,53 @@ def build_config_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -
     )
 
 
-def save_config_model(settings: Settings, path: Path) -> None:
-    """Build a `model.config` recipe's random initial weights and save them (with the
-    tokenizer) to `path`, written whole or not at all: a model directory any later step
-    loads with `from_pretrained` (training, `recipe infer --compare`, eval, merge)."""
+def load_gguf_model(gguf: Path) -> PreTrainedModel:
+    """The model in a GGUF file with its weights dequantized to float32 (trainable and
+    saveable); a UserError naming the extra when the gguf package is missing."""
+    import contextlib
+    import io
+
+    import torch
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    require_gguf_package()
+    # transformers draws a progress bar per tensor straight to stderr: kept off the screen
+    with contextlib.redirect_stderr(io.StringIO()):
+        return AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent),
+            gguf_file=gguf.name,
+            quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
+            dtype=torch.float32,
+        )
+
+
+def require_gguf_package() -> None:
+    """transformers reads GGUF files through the gguf package (the `gguf` extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise UserError(
+            "a GGUF model needs the gguf package, which is not installed here; install "
+            "it with `pip install 'recipe-runner[gguf]'`"
+        )
+
+
+def save_base_model(settings: Settings, path: Path) -> None:
+    """Write the model a run starts from into `path` (the run's `base/`), whole or not at
+    all: a `model.config` recipe's random initial weights, or a GGUF file's dequantized
+    weights; with the tokenizer. Any later step loads it with `from_pretrained`
+    (training, `recipe infer --compare`, eval, merge)."""
     import os
     import shutil
 
     from runner.expand.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(settings)
+    gguf = settings.gguf_path
+    model = load_gguf_model(gguf) if gguf is not None else build_config_model(settings, tokenizer)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    build_config_model(settings, tokenizer).save_pretrained(partial)
+    model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     os.replace(partial, path)
 
@@ -138,16 +176,17 @@ def load_model(
     local_rank: int = 0,
     base_dir: Path | None = None,
 ) -> PreTrainedModel:
-    """The model to train: model.id from the hub or a local directory, or for a
-    `model.config` recipe its random weights saved in `base_dir`. Embeddings grow to the
-    tokenizer's size when a pad token was added."""
+    """The model to train: model.id from the hub or a local directory, or the base the
+    run made in `base_dir` (a `model.config` recipe's random weights, a GGUF file's
+    dequantized weights). Embeddings grow to the tokenizer's size when a pad token was
+    added."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs = model_kwargs(settings, placement, placement.device(local_rank))
     if "quantization_config" in kwargs:
         kwargs["quantization_config"] = BitsAndBytesConfig(**kwargs["quantization_config"])
-    source = str(base_dir) if settings.from_config and base_dir else settings.model["id"]
-    if settings.from_config:
+    source = str(base_dir) if settings.builds_base and base_dir else settings.model["id"]
+    if settings.builds_base:
         kwargs.pop("revision", None)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runner.errors import UserError
+from runner.recipe.models import gguf_tokenizer
 from runner.recipe.resolve import BYTE_LEVEL
 from runner.recipe.settings import Settings
 from runner.recipe.template import Template
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 BYTE_PAD, BYTE_BOS, BYTE_EOS = "<pad>", "<s>", "</s>"
@@ -113,11 +116,22 @@ def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase, template: Template) -> l
     return ids
 
 
+def load_gguf_tokenizer(gguf: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer a GGUF file carries (vocabulary, merges, special tokens, chat
+    template), as transformers converts it."""
+    from transformers import AutoTokenizer
+
+    from runner.expand.model import require_gguf_package
+
+    require_gguf_package()
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
 def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
     """The tokenizer of a recipe, with its chat template and pad token settled.
 
     `model.tokenizer` wins over the model's own (`byte-level` builds the runner's byte
-    tokenizer); a Jinja template file (`data.template: *.jinja`) becomes its chat
+    tokenizer; a GGUF model's own is the one in its file); a Jinja template file (`data.template: *.jinja`) becomes its chat
     template. `template: chat` with a tokenizer that has none is a TemplateError here,
     before any model loads. A pad token missing from the vocabulary is added; the
     caller resizes the model's embeddings to `len(tokenizer)`.
@@ -126,8 +140,11 @@ def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
 
     model = settings.model
     source = model.get("tokenizer") or model.get("id")
+    gguf = gguf_tokenizer(model)
     if source == BYTE_LEVEL:
         tokenizer = build_byte_level_tokenizer()
+    elif gguf is not None:
+        tokenizer = load_gguf_tokenizer(gguf)
     else:
         from runner.expand.model import ModelNotFoundError, first_line
 

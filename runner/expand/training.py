@@ -9,6 +9,7 @@ data-dependent and machine-dependent arguments on top, all in plain sight:
   (TRL reads it from there; its `pad_token` argument is deprecated);
 - on CPU: `use_cpu`, and bf16/fp16 switched off (CPU trains in the model's dtype);
 - `include_num_input_tokens_seen` so the summary can count tokens;
+- `disable_tqdm`: the screen shows the runner's progress line (runner.run.progress);
 - `logging_nan_inf_filter: false`, so a non-finite loss is logged as it is;
 - under DeepSpeed the run's DeepSpeed JSON (`deepspeed`); under FSDP activation
   checkpointing is FSDP's own (accelerate's fsdp_config), not the Trainer's;
@@ -47,6 +48,7 @@ def run_sft_kwargs(
         kwargs["bf16"] = False
         kwargs["fp16"] = False
     kwargs.setdefault("include_num_input_tokens_seen", "non_padding")
+    kwargs["disable_tqdm"] = True  # runner.run.progress writes the progress line
     # Log a non-finite loss as it is (the Trainer would average it away), so the logs and
     # the divergence guard (runner.run.guard) see it.
     kwargs.setdefault("logging_nan_inf_filter", False)

@@ -200,6 +200,8 @@ def describe(doc: CommentedMap, source_name: str, folder: Path) -> str:
     model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
     if "id" in model:
         model_name = str(model["id"])
+        if model_name.lower().endswith(".gguf"):  # a file (or package:...): its name
+            model_name = Path(model_name.removeprefix("package:")).stem
     else:
         config = model.get("config") if isinstance(model.get("config"), dict) else {}
         model_name = f"a {config.get('model_type', 'model')} built from model.config"

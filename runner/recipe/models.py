@@ -1,9 +1,9 @@
 """A model's architecture without downloading it.
 
 `model_config` finds a recipe's model `config.json` fields from, in order: the recipe's
-own `model.config`, a local model directory, the Hugging Face cache when the model was
-downloaded before, or the built-in table of the architectures the shipped recipes use.
-It never touches the network and never imports transformers.
+own `model.config`, a local GGUF file's header, a local model directory, the Hugging Face
+cache when the model was downloaded before, or the built-in table of the architectures
+the shipped recipes use. It never touches the network and never imports transformers.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from runner.recipe.gguf_header import GgufError, read_header
 
 # config.json fields of the shipped recipes' models (as published on the hub).
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
@@ -88,6 +90,29 @@ def cached_config_path(model_id: str, revision: str | None = None) -> Path | Non
     return cached_file(model_id, "config.json", revision)
 
 
+def gguf_file_of(model: dict[str, Any], recipe_dir: Path | None = None) -> Path | None:
+    """The local GGUF file a model block loads from: model.id when it is a .gguf path, or
+    model.gguf_file inside the folder model.id names; None for any other model. Relative
+    paths (a recipe's raw block) are taken from `recipe_dir`."""
+    reference = model.get("id")
+    if not isinstance(reference, str):
+        return None
+    path = Path(reference).expanduser()
+    if not path.is_absolute():
+        if recipe_dir is None:
+            return None
+        path = recipe_dir / path
+    if isinstance(model.get("gguf_file"), str):
+        return path / model["gguf_file"]
+    return path if path.suffix.lower() == ".gguf" else None
+
+
+def gguf_tokenizer(model: dict[str, Any]) -> Path | None:
+    """The GGUF file the model's tokenizer comes from (a GGUF model without
+    model.tokenizer), else None."""
+    return None if model.get("tokenizer") else gguf_file_of(model)
+
+
 def tokenizer_file(model: dict[str, Any], filename: str) -> Path | None:
     """A file of the tokenizer a (resolved) model block uses - `model.tokenizer`, else
     the model's own - from a local directory or the Hugging Face cache; None when the
@@ -105,12 +130,25 @@ def tokenizer_file(model: dict[str, Any], filename: str) -> Path | None:
 
 def has_local_tokenizer(model: dict[str, Any]) -> bool:
     """Whether the tokenizer's own files are on this machine (so they can be checked)."""
+    gguf = gguf_tokenizer(model)
+    if gguf is not None:
+        try:
+            return read_header(gguf) is not None
+        except (OSError, GgufError):
+            return False
     return tokenizer_file(model, "tokenizer_config.json") is not None
 
 
 def chat_template_of(model: dict[str, Any]) -> str | None:
     """The chat template the tokenizer's files on this machine carry (tokenizer_config.json
-    `chat_template`, or chat_template.jinja / chat_template.json), else None."""
+    `chat_template`, or chat_template.jinja / chat_template.json; a GGUF file's
+    tokenizer.chat_template), else None."""
+    gguf = gguf_tokenizer(model)
+    if gguf is not None:
+        try:
+            return read_header(gguf).chat_template
+        except (OSError, GgufError):
+            return None
     jinja = tokenizer_file(model, "chat_template.jinja")
     if jinja is not None:
         return jinja.read_text(encoding="utf-8")
@@ -135,6 +173,12 @@ def model_config(model: dict[str, Any], recipe_dir: Path | None = None) -> dict[
     """
     if isinstance(model.get("config"), dict):
         return dict(model["config"])
+    gguf = gguf_file_of(model, recipe_dir)
+    if gguf is not None:
+        try:
+            return read_header(gguf).config()
+        except (OSError, GgufError):
+            return None
     model_id = model.get("id")
     if not isinstance(model_id, str):
         return None

@@ -34,6 +34,8 @@ from runner.recipe.template import resolve_template
 
 LIBRARY_BLOCKS = ("training", "lora", "quantization")
 LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+LOCAL_MODEL_SUFFIXES = (".gguf",)
+PACKAGE_PREFIX = "package:"
 BYTE_LEVEL = "byte-level"
 # deprecated TrainingArguments names -> the names transformers 5 reads
 TRAINING_ALIASES = {
@@ -43,8 +45,13 @@ TRAINING_ALIASES = {
 
 
 def looks_local(reference: str, base: Path) -> bool:
-    """Whether a model/data reference names a local path rather than a hub id."""
-    if reference.startswith(("/", "./", "../", "~")) or reference.endswith(LOCAL_DATA_SUFFIXES):
+    """Whether a model/data reference names a local path rather than a hub id (or a
+    `package:` reference, resolved by `package_file`)."""
+    if reference.startswith(PACKAGE_PREFIX):
+        return False
+    if reference.startswith(("/", "./", "../", "~")) or reference.endswith(
+        LOCAL_DATA_SUFFIXES + LOCAL_MODEL_SUFFIXES
+    ):
         return True
     return (base / reference).exists()
 
@@ -122,8 +129,25 @@ def _resolve_model(model: dict[str, Any], training: dict[str, Any], recipe_dir: 
             model["dtype"] = "float32"
     for key in ("id", "tokenizer"):
         ref = model.get(key)
-        if isinstance(ref, str) and ref != BYTE_LEVEL and looks_local(ref, recipe_dir):
+        if isinstance(ref, str) and ref.startswith(PACKAGE_PREFIX):
+            found = package_file(ref)
+            model[key] = str(found) if found is not None else ref  # lint says it is missing
+        elif isinstance(ref, str) and ref != BYTE_LEVEL and looks_local(ref, recipe_dir):
             model[key] = absolute_path(ref, recipe_dir)
+
+
+def package_file(reference: str) -> Path | None:
+    """The file a `package:NAME/PATH` reference names inside the installed Python package
+    NAME (found without importing it), or None when the package is not installed."""
+    import importlib.util
+
+    name, _, inner = reference.removeprefix(PACKAGE_PREFIX).partition("/")
+    try:
+        spec = importlib.util.find_spec(name) if name.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    return (Path(folders[0]) / inner).resolve() if folders and inner else None
 
 
 def _resolve_data(data: dict[str, Any], recipe_dir: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.recipe.hardware import Card, card_for
+from runner.recipe.models import gguf_file_of
 from runner.recipe.resolve import BYTE_LEVEL, library_defaults
 from runner.recipe.template import Template
 
@@ -122,6 +123,18 @@ class Settings:
     def from_config(self) -> bool:
         """The model is built from `model.config` with random weights."""
         return isinstance(self.model.get("config"), dict)
+
+    @property
+    def gguf_path(self) -> Path | None:
+        """The local GGUF file the model comes from (model.id itself, or model.gguf_file
+        in the folder model.id names), else None."""
+        return gguf_file_of(self.model)
+
+    @property
+    def builds_base(self) -> bool:
+        """The run makes its own base model in `<run>/base/` before training: random
+        weights from model.config, or the dequantized weights of a GGUF file."""
+        return self.from_config or self.gguf_path is not None
 
     @property
     def byte_level_tokenizer(self) -> bool:

@@ -1,7 +1,7 @@
 """The Trainer callbacks of a run, each a plain transformers TrainerCallback in sight:
 metrics.jsonl, the training clock, what the run measures of itself (peak memory, token
-slots), the guard (divergence, interrupts), checkpoint completeness, held-out exact
-match, early stopping."""
+slots), the guard (divergence, interrupts), checkpoint completeness, the progress line
+on the screen, held-out exact match, early stopping."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from runner.run.checkpoints import PROGRESS, progress_of, step_of
 from runner.run.directory import RunDirectory
 from runner.run.guard import RunGuard
 from runner.run.metrics import MetricsFileCallback, RunMeter, TrainingClock
+from runner.run.progress import LiveProgress
 from runner.strict_json import strict_json
 
 
@@ -52,6 +53,7 @@ class RunCallbacks:
     meter: RunMeter
     guard: RunGuard
     progress: CheckpointProgress
+    screen: LiveProgress
     exact_match: Any | None = None  # runner.run.exact_match.ExactMatchCallback
     early_stopping: Any | None = None  # transformers.EarlyStoppingCallback
     resumed_from: int | None = None  # the step of the checkpoint this session resumed
@@ -65,6 +67,7 @@ class RunCallbacks:
             self.meter,
             self.guard,
             self.progress,
+            self.screen,
             self.exact_match,
             self.early_stopping,
         ):
@@ -100,6 +103,7 @@ def run_callbacks(
         meter,
         RunGuard(run, settings, first_logged_loss(run) if resume is not None else None),
         CheckpointProgress(run, clock, meter),
+        LiveProgress(),
         resumed_from=step_of(resume) if resume is not None else None,
     )
     if settings.exact_match is not None:

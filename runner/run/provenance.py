@@ -62,9 +62,34 @@ def runner_record() -> dict[str, Any]:
     }
 
 
+def model_source(settings: Any) -> dict[str, Any] | None:
+    """run.json's `model_source` for a model read from a GGUF file: the file, its sha256,
+    architecture and parameter count (from its header), so a run says exactly which
+    weights it started from; None for other models."""
+    from runner.data.cache import file_digest
+    from runner.recipe.gguf_header import read_header
+
+    gguf = settings.gguf_path
+    if gguf is None:
+        return None
+    header = read_header(gguf)
+    return {
+        "gguf": str(gguf),
+        "sha256": "sha256:" + file_digest(gguf),
+        "architecture": header.architecture,
+        "name": header.metadata.get("general.name"),
+        "parameters": header.parameters,
+    }
+
+
 def start_provenance(run_path: Path, settings: Any) -> dict[str, Any]:
-    """The run.json fields `recipe run` adds before launch: `runner`, and `template`
-    (the run's text template copied into it; a chat template is added after training)."""
+    """The run.json fields `recipe run` adds before launch: `runner`, `template` (the
+    run's text template copied into it; a chat template is added after training) and
+    `model_source` (a GGUF model's file and hash)."""
     from runner.run.template_copy import save_text_template
 
-    return {"runner": runner_record(), "template": save_text_template(run_path, settings.template)}
+    return {
+        "runner": runner_record(),
+        "template": save_text_template(run_path, settings.template),
+        "model_source": model_source(settings),
+    }

@@ -211,6 +211,17 @@ def final_metrics(
     }
 
 
+def record_baseline(run: Any, settings: Any, trainer: Any) -> None:
+    """The held-out loss of the model before it trains (step 0), kept in run.json's
+    `eval_before` so the summary can say what training changed. One evaluation pass;
+    skipped under DeepSpeed and FSDP, whose engines cannot evaluate before they train."""
+    if settings.strategy not in ("single", "ddp"):
+        return
+    before = trainer.evaluate(metric_key_prefix="before")
+    if trainer.is_world_process_zero():
+        run.update_run(eval_before={"loss": before.get("before_loss"), "step": 0})
+
+
 def record_success(
     run: Any,
     settings: Any,
@@ -310,7 +321,7 @@ def summary_line(record: dict[str, Any]) -> str:
         f"{_fmt(m.get('train_seconds'), '.1f')} s",
         f"{_fmt(m.get('tokens_per_second'), ',.0f')} tokens/s",
         f"train loss {_fmt(m.get('first_loss'))} -> {_fmt(m.get('final_loss'))}",
-        f"eval loss {_fmt(m.get('eval_loss'))}",
+        eval_phrase(record),
     ]
     if m.get("padding_share") is not None:
         parts.append(f"padding {m['padding_share']:.0%}")
@@ -327,6 +338,16 @@ def summary_line(record: dict[str, Any]) -> str:
         )
     parts.append(f"model in {record.get('model_path', '?')}")
     return "; ".join(parts)
+
+
+def eval_phrase(record: dict[str, Any]) -> str:
+    """`eval loss 2.3145 -> 0.0412`: held-out loss before training (when measured) and
+    after."""
+    after = (record.get("metrics") or {}).get("eval_loss")
+    before = (record.get("eval_before") or {}).get("loss")
+    if before is None:
+        return f"eval loss {_fmt(after)}"
+    return f"eval loss {_fmt(before)} -> {_fmt(after)}"
 
 
 def memory_phrase(memory: dict[str, Any]) -> str:

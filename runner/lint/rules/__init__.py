@@ -44,6 +44,7 @@ from runner.lint.rules.base import Finding, Rule, RuleContext
 
 DOCUMENT_MODULES: list[str] = ["runner.lint.rules.renamed_keys"]
 MODULES: list[str] = [
+    "runner.lint.rules.model_source",
     "runner.lint.rules.method",
     "runner.lint.rules.precision",
     "runner.lint.rules.evaluation",

@@ -32,6 +32,13 @@ class Extra:
 
 EXTRAS = (
     Extra(
+        "gguf",
+        "gguf",
+        lambda s: s.gguf_path is not None,
+        ("model", "id"),
+        "a GGUF model (model.id)",
+    ),
+    Extra(
         "deepspeed",
         "deepspeed",
         lambda s: s.strategy == "deepspeed",
