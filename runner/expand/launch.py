@@ -44,7 +44,8 @@ def launch_argv(
     (`resume`: the complete checkpoint the training process continues from; `--cpu`
     tells the training processes the placement, which they never decide again;
     `cap_memory`: each training process holds its CUDA memory to the recipe's card,
-    runner.run.memory_cap)."""
+    runner.run.memory_cap; `--trust-remote-code` passes on the command line's permission
+    for the model's own code, which the recipe alone never grants)."""
     run_dir = launch_home(settings)
     # --quiet: a failed training process reports its own error; no launcher traceback on top
     argv = ["accelerate", "launch", "--config_file", str(run_dir / ACCELERATE_CONFIG), "--quiet"]
@@ -59,6 +60,8 @@ def launch_argv(
         argv.append("--cpu")
     if cap_memory:
         argv.append("--cap-memory")
+    if settings.trust_remote_code:
+        argv.append("--trust-remote-code")
     if resume is not None:
         argv += ["--resume", str(resume)]
     return argv

@@ -26,6 +26,8 @@ class Settings:
     """A resolved recipe, read through named properties (see the module docstring)."""
 
     resolved: dict[str, Any]
+    # --trust-remote-code on this command line (runner.recipe.remote_code); never the recipe
+    remote_code_allowed: bool = False
 
     # --- the blocks, as resolved ------------------------------------------------------
 
@@ -122,6 +124,13 @@ class Settings:
     def from_config(self) -> bool:
         """The model is built from `model.config` with random weights."""
         return isinstance(self.model.get("config"), dict)
+
+    @property
+    def trust_remote_code(self) -> bool:
+        """Whether the model's and tokenizer's own Python code may run: the recipe asks
+        for it (model.trust_remote_code) and the command line allowed it
+        (--trust-remote-code; runner.recipe.remote_code)."""
+        return self.remote_code_allowed and self.model.get("trust_remote_code") is True
 
     @property
     def byte_level_tokenizer(self) -> bool:
