@@ -26,6 +26,7 @@ from runner.run.directory import RunDirectory, now
 from runner.run.memory_cap import apply_memory_cap
 from runner.run.provenance import record_imported_code, run_settings
 from runner.run.record import record_stop, record_success, translate_error
+from runner.run.safe_load import load_as_data, translate_unpickling
 from runner.run.template_copy import save_chat_template
 
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries(log_file_of(args.run_dir, "train"), cpu=args.cpu)  # logs/train.log
     run = RunDirectory(args.run_dir)
     try:
+        load_as_data(args.resume)  # every checkpoint and weights file, never code
         code = train(
             run,
             Placement(cpu=args.cpu),
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             trust_remote_code=args.trust_remote_code,
         )
     except Exception as exc:
-        error = translate_error(exc)
+        error = translate_error(exc) or translate_unpickling(exc, args.resume)
         if error is None:
             raise  # a bug: keep the traceback
         print("\n".join(error.report()), file=sys.stderr)
