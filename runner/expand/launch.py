@@ -95,6 +95,24 @@ def executable_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def launch_env() -> dict[str, str]:
+    """The environment the training processes start in: this one, with Python's safe
+    path on (PYTHONSAFEPATH, Python 3.11+). `python -m` otherwise puts the current
+    directory first on sys.path, so a `torch.py` or a `runner/` folder beside a copied
+    recipe would be imported in place of the library. When this runner itself is only
+    importable from the current directory (a checkout run without installing), that
+    directory is named on PYTHONPATH instead, so the training processes find it."""
+    import os
+
+    import runner
+
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    home = Path(runner.__file__).resolve().parent.parent
+    if home == Path.cwd().resolve() and str(home) not in env.get("PYTHONPATH", ""):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(home), env.get("PYTHONPATH")]))
+    return env
+
+
 def shell_command(argv: list[str]) -> str:
     """The argv as one copy-pasteable shell line."""
     return shlex.join(argv)
