@@ -93,12 +93,16 @@ def check_recipe(
     cwd: Path | None = None,
     read_data: bool = False,
     card: Card | None = None,
+    trust_remote_code: bool = False,
 ) -> Checked:
     """Check a recipe file (or shipped recipe name) with `--set` overrides applied.
 
     `cwd` is where output_dir is resolved from (default: the current directory);
     `read_data` also checks the first rows of each local data file (`lint --data`);
-    `card` checks against another card than the recipe's hardware (`recipe plan --gpu`).
+    `card` checks against another card than the recipe's hardware (`recipe plan --gpu`);
+    `trust_remote_code`: the command line's --trust-remote-code, which lets the model's
+    own code run when the recipe asks for it (the command checks first with
+    runner.recipe.remote_code.require_permission).
     """
     try:
         recipe_path = path if Path(path).is_file() else _shown(find_recipe(str(path)))
@@ -112,7 +116,7 @@ def check_recipe(
     diagnostics = schema_diagnostics(recipe, data) + run_rules(document, document_rules())
     if has_errors(diagnostics):
         return Checked(recipe, data, sort_diagnostics(diagnostics))
-    settings = Settings(resolve_recipe(data, recipe.directory, cwd))
+    settings = Settings(resolve_recipe(data, recipe.directory, cwd), trust_remote_code)
     ctx = RuleContext(recipe, data, settings, card, read_data=read_data)
     diagnostics += run_rules(ctx, settings_rules())
     if read_data and not has_errors(diagnostics):

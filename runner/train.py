@@ -1,5 +1,6 @@
 """Training entry point, started by `recipe run` as
-`accelerate launch ... -m runner.train RUN_DIR [--cpu] [--cap-memory] [--resume CHECKPOINT]`.
+`accelerate launch ... -m runner.train RUN_DIR [--cpu] [--cap-memory] [--trust-remote-code]
+[--resume CHECKPOINT]`.
 
 Reads top to bottom like trl/scripts/sft.py: settings, tokenizer and data, model,
 trainer, train, evaluate, save. Every decision lives elsewhere (runner.recipe resolves
@@ -21,10 +22,11 @@ from runner.expand.placement import Placement
 from runner.expand.tokenizer import load_tokenizer
 from runner.expand.training import run_sft_kwargs
 from runner.logs import log_file_of, quiet_libraries
-from runner.recipe.settings import Settings
 from runner.run.directory import RunDirectory, now
 from runner.run.memory_cap import apply_memory_cap
+from runner.run.provenance import record_imported_code, run_settings
 from runner.run.record import record_baseline, record_stop, record_success, translate_error
+from runner.run.safe_load import load_as_data, translate_unpickling
 from runner.run.template_copy import save_chat_template
 
 
@@ -37,14 +39,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cap-memory", action="store_true", help="hold CUDA memory to the recipe's card"
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="the command line allowed the model's own code (the recipe alone never does)",
+    )
     parser.add_argument("--resume", type=Path, help="the complete checkpoint to continue from")
     args = parser.parse_args(argv)
     quiet_libraries(log_file_of(args.run_dir, "train"), cpu=args.cpu)  # logs/train.log
     run = RunDirectory(args.run_dir)
     try:
-        code = train(run, Placement(cpu=args.cpu), args.resume, cap_memory=args.cap_memory)
+        load_as_data(args.resume)  # every checkpoint and weights file, never code
+        code = train(
+            run,
+            Placement(cpu=args.cpu),
+            args.resume,
+            cap_memory=args.cap_memory,
+            trust_remote_code=args.trust_remote_code,
+        )
     except Exception as exc:
-        error = translate_error(exc)
+        error = translate_error(exc) or translate_unpickling(exc, args.resume)
         if error is None:
             raise  # a bug: keep the traceback
         print("\n".join(error.report()), file=sys.stderr)
@@ -54,7 +68,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def train(
-    run: RunDirectory, placement: Placement, resume: Path | None, *, cap_memory: bool = False
+    run: RunDirectory,
+    placement: Placement,
+    resume: Path | None,
+    *,
+    cap_memory: bool = False,
+    trust_remote_code: bool = False,
 ) -> int:
     from peft import LoraConfig
     from transformers.trainer_callback import PrinterCallback
@@ -62,7 +81,7 @@ def train(
 
     from runner.run.callbacks import run_callbacks
 
-    settings = Settings(run.read_resolved())
+    settings, model_code = run_settings(run, trust_remote_code)  # and the model code allowed
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.tensorboard))
 
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -93,6 +112,8 @@ def train(
         callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)  # its raw log dicts: the progress line instead
+    if model_code is not None:  # what this process imported is what was checked
+        record_imported_code(run, model_code, write=trainer.is_world_process_zero())
 
     if data.eval is not None and resume is None:
         record_baseline(run, settings, trainer)

@@ -25,6 +25,7 @@ from runner.after.prompts import prompt_format, stop_token_ids
 from runner.after.target import AfterError, Target, require_model
 from runner.data.templates import PromptFormat
 from runner.expand.placement import Placement, load_dtype, on_device
+from runner.recipe.remote_code import FLAG, needs_own_code
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -89,8 +90,13 @@ def load_tokenizer(target: Target) -> PreTrainedTokenizerBase:
     if source == target.base:
         require_model(source, target.revision, where=str(target.path))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, local_files_only=True, trust_remote_code=target.trust_remote_code
+        )
     except (OSError, ValueError) as exc:
+        refused = needs_own_code(exc, source, "the tokenizer", _allow(target))
+        if refused is not None:
+            raise refused from None
         raise AfterError(f"cannot load the tokenizer from {source}: {_first_line(exc)}") from None
     if target.is_run:
         from runner.run.template_copy import run_chat_template
@@ -118,6 +124,7 @@ def load_base_model(
 
     dtype = dtype or model_dtype(target, use_cpu)
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "device_map": {"": device}}
+    kwargs["trust_remote_code"] = target.trust_remote_code  # runner.after.target
     settings = target.settings
     if settings is not None and settings.builds_base:
         reference = require_model(str(RunDirectory(target.path).base), where=str(target.path))
@@ -126,7 +133,6 @@ def load_base_model(
         kwargs["attn_implementation"] = attention_kernel(
             settings, on_gpu=device != "cpu", flash_installed=flash_attention_installed()
         )
-        kwargs["trust_remote_code"] = settings.model["trust_remote_code"]
         if target.revision and not Path(reference).is_dir():
             kwargs["revision"] = target.revision
     else:
@@ -135,7 +141,7 @@ def load_base_model(
         kwargs["quantization_config"] = BitsAndBytesConfig(
             **quantization_kwargs(target, dtype, use_cpu)
         )
-    model = _from_pretrained(AutoModelForCausalLM, reference, kwargs)
+    model = _from_pretrained(AutoModelForCausalLM, reference, kwargs, _allow(target))
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return model
@@ -170,8 +176,12 @@ def load_target(
                 "(was it trained on this base model?)"
             ) from None
     else:
-        kwargs = {"dtype": _torch_dtype(model_dtype(target, use_cpu)), "device_map": {"": device}}
-        model = _from_pretrained(AutoModelForCausalLM, target.weights, kwargs)
+        kwargs = {
+            "dtype": _torch_dtype(model_dtype(target, use_cpu)),
+            "device_map": {"": device},
+            "trust_remote_code": target.trust_remote_code,  # runner.after.target
+        }
+        model = _from_pretrained(AutoModelForCausalLM, target.weights, kwargs, _allow(target))
     model.eval()
     fmt = prompt_format(target.settings, tokenizer, target.path if target.is_run else None)
     generation_config = getattr(model, "generation_config", None)
@@ -193,12 +203,24 @@ def _torch_dtype(dtype: str) -> Any:
     return dtype if dtype == "auto" else getattr(torch, dtype)
 
 
-def _from_pretrained(cls: Any, reference: str, kwargs: dict[str, Any]) -> Any:
+def _allow(target: Target) -> str:
+    """How to let a target's own code run (for needs_own_code's message)."""
+    if target.is_run:
+        return f"train the run with model.trust_remote_code: true and {FLAG}, then give {FLAG}"
+    return f"give {FLAG} to the command"
+
+
+def _from_pretrained(
+    cls: Any, reference: str, kwargs: dict[str, Any], allow: str = f"give {FLAG}"
+) -> Any:
     try:
         return cls.from_pretrained(reference, local_files_only=True, **kwargs)
     except OSError as exc:
         raise AfterError(f"cannot load the model {reference}: {_first_line(exc)}") from None
     except (ImportError, ValueError) as exc:
+        refused = needs_own_code(exc, reference, "the model", allow)
+        if refused is not None:
+            raise refused from None
         hint = " (try --no-base-4bit)" if "quantization_config" in kwargs else ""
         raise AfterError(f"cannot load the model {reference}: {_first_line(exc)}{hint}") from None
 

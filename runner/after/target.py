@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner.errors import UserError
+from runner.recipe.remote_code import require_permission
 from runner.recipe.settings import Settings
 from runner.run.directory import RunDirectory
+from runner.run.provenance import recorded_code
 
 
 class AfterError(UserError):
@@ -28,7 +30,8 @@ class Target:
     """A trained run or a model, as `recipe infer/chat/merge/eval` use it.
 
     `weights` is the directory with the trained model or adapter (and tokenizer);
-    `base` the base model an adapter applies to (a directory or hub id), else None.
+    `base` the base model an adapter applies to (a directory or hub id), else None;
+    `trust_remote_code`: the model's own code may run (set by `with_code_permission`).
     """
 
     path: Path
@@ -36,6 +39,7 @@ class Target:
     weights: str
     adapter: bool
     base: str | None
+    trust_remote_code: bool = False
 
     @property
     def is_run(self) -> bool:
@@ -279,6 +283,24 @@ def with_overrides(target: Target, overrides: tuple[str, ...]) -> Target:
         adapter=target.adapter,
         base=_base_of(RunDirectory(target.path), settings) if target.adapter else None,
     )
+
+
+def with_code_permission(target: Target, allowed: bool) -> Target:
+    """The target with the model's own Python code allowed where it may run
+    (runner.recipe.remote_code). A run: only when its recipe asked for it
+    (model.trust_remote_code) and the command line allowed it (--trust-remote-code), and
+    only the code run.json recorded at training, in final/ and in the base model. A plain
+    model or adapter directory has no recipe to ask: the command line decides."""
+    if target.settings is None:
+        return replace(target, trust_remote_code=allowed)
+    code = require_permission(
+        target.settings.model,
+        allowed,
+        subject=str(target.path),
+        recorded=recorded_code(RunDirectory(target.path)),
+        folders=[Path(target.weights)],
+    )
+    return replace(target, trust_remote_code=code is not None)
 
 
 def _looks_like_path(reference: str) -> bool:

@@ -14,6 +14,7 @@ import importlib.util
 import click
 
 from runner.errors import UserError
+from runner.recipe.template import sandbox_refusal
 
 # command name -> "module:attribute" under runner.cli
 COMMANDS: dict[str, str] = {
@@ -69,13 +70,17 @@ class LazyGroup(click.Group):
         return getattr(module, attr)
 
     def invoke(self, ctx: click.Context) -> object:
-        """Run the command; a UserError is printed (no traceback) and exits 1."""
+        """Run the command; a UserError (or a chat template the sandbox refused) is
+        printed (no traceback) and exits 1."""
         try:
             return super().invoke(ctx)
-        except UserError as exc:
-            for line in exc.report():
+        except Exception as exc:
+            error = exc if isinstance(exc, UserError) else sandbox_refusal(exc)
+            if error is None:
+                raise  # click's own exits and usage errors, or a bug
+            for line in error.report():
                 click.echo(line, err=True)
-            ctx.exit(exc.exit_code)
+            ctx.exit(error.exit_code)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing help must not import every command module (and with them torch).

@@ -9,7 +9,7 @@ import click
 
 from runner.after.target import AfterError
 from runner.cli.options import quiet_libraries
-from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, target_of
+from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, TRUST_REMOTE_CODE_OPTION, target_of
 
 
 @click.command()
@@ -22,6 +22,7 @@ from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, target_of
 @click.option("--seed", type=int, help="Seed for sampling.")
 @BASE_4BIT_OPTION
 @SET_OPTION
+@TRUST_REMOTE_CODE_OPTION
 def chat(
     run_or_model: str,
     max_new_tokens: int,
@@ -30,6 +31,7 @@ def chat(
     seed: int | None,
     base_4bit: bool | None,
     overrides: tuple[str, ...],
+    trust_remote_code: bool,
 ) -> None:
     """Chat with a trained run (or a model directory) in the terminal.
 
@@ -42,7 +44,7 @@ def chat(
     from runner.after.prompts import format_prompt, has_chat_template
     from runner.generation import Sampling, generate
 
-    target = target_of(run_or_model, overrides)
+    target = target_of(run_or_model, overrides, trust_remote_code)
     quiet_libraries()
     if not has_chat_template(target.settings, load_tokenizer(target)):
         template = target.settings.template.kind if target.settings else "none"

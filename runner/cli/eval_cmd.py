@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from runner.cli.options import quiet_libraries
-from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, target_of
+from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, TRUST_REMOTE_CODE_OPTION, target_of
 from runner.data.formats import FIELDS
 
 
@@ -26,6 +26,7 @@ from runner.data.formats import FIELDS
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1))
 @BASE_4BIT_OPTION
 @SET_OPTION
+@TRUST_REMOTE_CODE_OPTION
 def eval_(
     run: str,
     data: str | None,
@@ -34,6 +35,7 @@ def eval_(
     max_new_tokens: int,
     base_4bit: bool | None,
     overrides: tuple[str, ...],
+    trust_remote_code: bool,
 ) -> None:
     """Loss and perplexity of a trained run, plus N generations against references.
 
@@ -51,7 +53,7 @@ def eval_(
     from runner.after.load import load_target
     from runner.run.directory import now
 
-    target = target_of(run, overrides)
+    target = target_of(run, overrides, trust_remote_code)
     quiet_libraries()
     rows = eval_data(target, data, fmt)
     for note in rows.notes:

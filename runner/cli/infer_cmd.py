@@ -13,7 +13,7 @@ import click
 
 from runner.after.target import AfterError, Target
 from runner.cli.options import quiet_libraries
-from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, target_of
+from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, TRUST_REMOTE_CODE_OPTION, target_of
 
 
 @click.command()
@@ -40,6 +40,7 @@ from runner.cli.targets import BASE_4BIT_OPTION, SET_OPTION, target_of
 @click.option("--force", is_flag=True, help="Let --out replace an existing file.")
 @BASE_4BIT_OPTION
 @SET_OPTION
+@TRUST_REMOTE_CODE_OPTION
 def infer(
     run_or_model: str,
     prompt_text: str | None,
@@ -53,6 +54,7 @@ def infer(
     force: bool,
     base_4bit: bool | None,
     overrides: tuple[str, ...],
+    trust_remote_code: bool,
 ) -> None:
     """Generate from a trained run (RUN = the recipe's output_dir) or a model directory.
 
@@ -73,7 +75,7 @@ def infer(
     from runner.after.prompts import PromptRow, read_prompts
     from runner.generation import Sampling
 
-    target = target_of(run_or_model, overrides)
+    target = target_of(run_or_model, overrides, trust_remote_code)
     if compare and not (target.is_run or target.adapter):
         raise AfterError(
             f"--compare needs a run or an adapter (it compares with the base model); "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from runner.cli.options import quiet_libraries
-from runner.cli.targets import SET_OPTION, target_of
+from runner.cli.targets import SET_OPTION, TRUST_REMOTE_CODE_OPTION, target_of
 
 
 @click.command()
@@ -23,7 +23,14 @@ from runner.cli.targets import SET_OPTION, target_of
     help="Dtype of the merged weights (default: the recipe's model.dtype).",
 )
 @SET_OPTION
-def merge(run: str, out: Path | None, dtype: str | None, overrides: tuple[str, ...]) -> None:
+@TRUST_REMOTE_CODE_OPTION
+def merge(
+    run: str,
+    out: Path | None,
+    dtype: str | None,
+    overrides: tuple[str, ...],
+    trust_remote_code: bool,
+) -> None:
     """Merge a LoRA/QLoRA run's adapter into its base model and save a standalone model.
 
     The result loads with plain AutoModelForCausalLM.from_pretrained and stops at the
@@ -32,7 +39,7 @@ def merge(run: str, out: Path | None, dtype: str | None, overrides: tuple[str, .
 
     from runner.after.merge import QLORA_NOTE, merge_adapter, merge_destination, merge_dtype
 
-    target = target_of(run, overrides)
+    target = target_of(run, overrides, trust_remote_code)
     dest = merge_destination(target, str(out) if out else None)
     chosen = merge_dtype(target, dtype)
     quiet_libraries()

@@ -1,5 +1,5 @@
-"""What several commands share: the `--set` option, checking a RECIPE argument, and
-keeping the libraries' chatter off the user's screen."""
+"""What several commands share: the `--set` and `--trust-remote-code` options, checking a
+RECIPE argument, and keeping the libraries' chatter off the user's screen."""
 
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ SET_OPTION = click.option(
     multiple=True,
     metavar="KEY=VALUE",
     help="Override a recipe value (repeatable), e.g. training.learning_rate=1e-4.",
+)
+
+# The only way to let a model's own Python code run (runner.recipe.remote_code): a recipe
+# asks with model.trust_remote_code, the person at the command line allows it here.
+TRUST_REMOTE_CODE_OPTION = click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="Let the model's own Python code run, when the recipe asks for it "
+    "(model.trust_remote_code). Read that code first.",
 )
 
 

@@ -7,14 +7,21 @@ import sys
 
 import click
 
-from runner.cli.options import SET_OPTION, checked_recipe, echo_skipped, quiet_libraries
+from runner.cli.options import (
+    SET_OPTION,
+    TRUST_REMOTE_CODE_OPTION,
+    checked_recipe,
+    echo_skipped,
+    quiet_libraries,
+)
 
 
 @click.command()
 @click.argument("recipe")
 @click.option("-n", "count", default=3, show_default=True, help="How many examples to show.")
 @SET_OPTION
-def preview(recipe: str, count: int, overrides: tuple[str, ...]) -> None:
+@TRUST_REMOTE_CODE_OPTION
+def preview(recipe: str, count: int, overrides: tuple[str, ...], trust_remote_code: bool) -> None:
     """Render training examples and show which tokens are trained.
 
     Trained tokens are coloured on a terminal and [[bracketed]] otherwise. Loads the
@@ -24,8 +31,10 @@ def preview(recipe: str, count: int, overrides: tuple[str, ...]) -> None:
     from runner.data.preview import length_stats, render_marked
     from runner.data.tokens import trained_tokens
     from runner.expand.tokenizer import load_tokenizer
+    from runner.recipe.remote_code import require_permission
 
-    settings = checked_recipe(recipe, overrides).settings
+    settings = checked_recipe(recipe, overrides, trust_remote_code=trust_remote_code).settings
+    require_permission(settings.model, trust_remote_code, subject=recipe)  # before loading
     quiet_libraries(cpu=True)  # preview loads no model: nothing runs on a GPU
     tokenizer = load_tokenizer(settings)
     data = training_data(settings, tokenizer)

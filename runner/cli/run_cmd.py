@@ -15,7 +15,12 @@ from pathlib import Path
 
 import click
 
-from runner.cli.options import SET_OPTION, checked_recipe, quiet_libraries
+from runner.cli.options import (
+    SET_OPTION,
+    TRUST_REMOTE_CODE_OPTION,
+    checked_recipe,
+    quiet_libraries,
+)
 from runner.cli.supervise import train_under
 from runner.errors import UserError
 from runner.recipe.load import dump_yaml
@@ -59,6 +64,7 @@ class RunStopped(UserError):
     help="Hold each training process's CUDA memory to the recipe's card (hardware.gpu), "
     "to check on a bigger GPU that the recipe fits the card it names; does nothing on the CPU.",
 )
+@TRUST_REMOTE_CODE_OPTION
 def run(
     recipe: str,
     accelerate_args: tuple[str, ...],
@@ -70,6 +76,7 @@ def run(
     no_cache: bool,
     print_launch: bool,
     cap_memory: bool,
+    trust_remote_code: bool,
 ) -> None:
     """Lint, prepare and train RECIPE under accelerate launch.
 
@@ -83,7 +90,7 @@ def run(
     from runner.expand.placement import choose_placement, gpu_available
     from runner.run.ownership import claim_run_dir
 
-    checked = checked_recipe(recipe, overrides)
+    checked = checked_recipe(recipe, overrides, trust_remote_code=trust_remote_code)
     settings = checked.settings
     placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=cpu)
     if print_launch:
@@ -114,6 +121,7 @@ def run(
         click.echo("# resolved recipe")
         click.echo(dump_yaml(settings.resolved), nl=False)
         return
+    model_code = code_permission(settings, recipe, resume)  # before anything loads it
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
     prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
     run_dir, lock = claim_run_dir(
@@ -125,6 +133,8 @@ def run(
             settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
         )
         prepare(run_dir, checked, placement, argv, prepared, overrides, point)
+        if model_code is not None:  # the code allowed, hashed (--resume and infer compare)
+            run_dir.update_run(remote_code=model_code.record())
         click.echo(f"training in {run_dir.path}", err=True)
         click.echo(f"$ {shell_command(argv)}", err=True)
         code, interrupts = train_under(argv, run_dir)
@@ -146,7 +156,7 @@ def per_machine_commands(
     for rank in range(settings.num_machines):
         resolved = dict(settings.resolved)
         resolved["launch"] = {**settings.launch, "machine_rank": rank}
-        node = Settings(resolved)
+        node = Settings(resolved, settings.remote_code_allowed)
         command = ["recipe", "run", recipe, *sets]
         if settings.num_machines > 1:
             command += ["--set", f"launch.machine_rank={rank}"]
@@ -154,6 +164,8 @@ def per_machine_commands(
             command.append("--cpu")
         if cap_memory:
             command.append("--cap-memory")
+        if settings.trust_remote_code:
+            command.append("--trust-remote-code")
         node_argv = launch_argv(node, placement, extra=extra, cap_memory=cap_memory)
         lines.append(f"# machine {rank} of {settings.num_machines}:")
         lines.append(shell_command(command + (["--", *extra] if extra else [])))
@@ -173,6 +185,7 @@ def run_other_machine(
     from runner.run.directory import RunDirectory, RunDirError
     from runner.run.ownership import RunLock
 
+    code_permission(settings, str(settings.output_dir), resume=False)
     prepared = prepared_data(settings, no_cache)
     home = RunDirectory(launch_home(settings))
     home.path.mkdir(parents=True, exist_ok=True)
@@ -198,6 +211,20 @@ def run_other_machine(
             f"run's record on machine 0 ({settings.output_dir})"
         )
     return f"{where}: done; machine 0 writes the run's record and model in {settings.output_dir}"
+
+
+def code_permission(settings, subject: str, resume: bool):
+    """The model code this run may import, checked before anything loads it (None when
+    the recipe asks for none; runner.recipe.remote_code): allowed by --trust-remote-code,
+    and on --resume the code the run recorded in run.json."""
+    from runner.recipe.remote_code import require_permission
+    from runner.run.directory import RunDirectory
+    from runner.run.provenance import recorded_code
+
+    recorded = recorded_code(RunDirectory(settings.output_dir)) if resume else None
+    return require_permission(
+        settings.model, settings.remote_code_allowed, subject=subject, recorded=recorded
+    )
 
 
 def prepared_data(settings, no_cache: bool):

@@ -21,10 +21,10 @@ def train_under(argv: list[str], run_dir) -> tuple[int, int]:
     only: the first asks them (through the run directory) to checkpoint and stop, the
     second kills them.
     """
-    from runner.expand.launch import executable_argv
+    from runner.expand.launch import executable_argv, launch_env
 
     run_dir.stop_request.unlink(missing_ok=True)
-    process = subprocess.Popen(executable_argv(argv), start_new_session=True)
+    process = subprocess.Popen(executable_argv(argv), start_new_session=True, env=launch_env())
     interrupts = 0
 
     def on_signal(signum: int, frame) -> None:

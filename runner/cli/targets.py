@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import click
 
-from runner.after.target import Target, find_target, with_overrides
+from runner.after.target import Target, find_target, with_code_permission, with_overrides
+from runner.cli.options import TRUST_REMOTE_CODE_OPTION
+
+__all__ = ["BASE_4BIT_OPTION", "SET_OPTION", "TRUST_REMOTE_CODE_OPTION", "target_of"]
 
 SET_OPTION = click.option(
     "--set",
@@ -21,6 +24,11 @@ BASE_4BIT_OPTION = click.option(
 )
 
 
-def target_of(reference: str, overrides: tuple[str, ...]) -> Target:
-    """The run or model RUN_OR_MODEL names, with `--set` applied to a run's recipe."""
-    return with_overrides(find_target(reference), overrides)
+def target_of(
+    reference: str, overrides: tuple[str, ...], trust_remote_code: bool = False
+) -> Target:
+    """The run or model RUN_OR_MODEL names, with `--set` applied to a run's recipe, and
+    the model's own code allowed only as runner.after.target.with_code_permission says
+    (checked here, before anything loads)."""
+    target = with_overrides(find_target(reference), overrides)
+    return with_code_permission(target, trust_remote_code)

@@ -44,7 +44,8 @@ def launch_argv(
     (`resume`: the complete checkpoint the training process continues from; `--cpu`
     tells the training processes the placement, which they never decide again;
     `cap_memory`: each training process holds its CUDA memory to the recipe's card,
-    runner.run.memory_cap)."""
+    runner.run.memory_cap; `--trust-remote-code` passes on the command line's permission
+    for the model's own code, which the recipe alone never grants)."""
     run_dir = launch_home(settings)
     # --quiet: a failed training process reports its own error; no launcher traceback on top
     argv = ["accelerate", "launch", "--config_file", str(run_dir / ACCELERATE_CONFIG), "--quiet"]
@@ -59,6 +60,8 @@ def launch_argv(
         argv.append("--cpu")
     if cap_memory:
         argv.append("--cap-memory")
+    if settings.trust_remote_code:
+        argv.append("--trust-remote-code")
     if resume is not None:
         argv += ["--resume", str(resume)]
     return argv
@@ -90,6 +93,24 @@ def executable_argv(argv: list[str]) -> list[str]:
     if argv[:2] == ["accelerate", "launch"]:
         return [sys.executable, "-m", "accelerate.commands.launch", *argv[2:]]
     return argv
+
+
+def launch_env() -> dict[str, str]:
+    """The environment the training processes start in: this one, with Python's safe
+    path on (PYTHONSAFEPATH, Python 3.11+). `python -m` otherwise puts the current
+    directory first on sys.path, so a `torch.py` or a `runner/` folder beside a copied
+    recipe would be imported in place of the library. When this runner itself is only
+    importable from the current directory (a checkout run without installing), that
+    directory is named on PYTHONPATH instead, so the training processes find it."""
+    import os
+
+    import runner
+
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    home = Path(runner.__file__).resolve().parent.parent
+    if home == Path.cwd().resolve() and str(home) not in env.get("PYTHONPATH", ""):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(home), env.get("PYTHONPATH")]))
+    return env
 
 
 def shell_command(argv: list[str]) -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import UserError
 from runner.expand.library_kwargs import bnb_kwargs
 from runner.expand.placement import Placement, load_dtype, on_device
+from runner.recipe.remote_code import needs_own_code
 from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ def model_kwargs(settings: Settings, placement: Placement, device: str) -> dict[
         "attn_implementation": attention_kernel(
             settings, on_gpu=not placement.cpu, flash_installed=flash_attention_installed()
         ),
-        "trust_remote_code": model["trust_remote_code"],
+        # the recipe asks, the command line allows: runner.recipe.remote_code
+        "trust_remote_code": settings.trust_remote_code,
     }
     if model.get("revision"):
         kwargs["revision"] = model["revision"]
@@ -195,6 +197,11 @@ def load_model(
             f"cannot load the model {source} (model.id): {first_line(exc)}; offline, it "
             "must be a local model directory or in the Hugging Face cache"
         ) from None
+    except ValueError as exc:  # a model type transformers lacks, whose code was not trusted
+        refused = needs_own_code(exc, source, "model.id")
+        if refused is None:
+            raise
+        raise refused from None
     if placement.cpu and "quantization_config" in kwargs:
         keep_trainable_4bit_layout(model)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

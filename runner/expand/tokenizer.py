@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from runner.errors import UserError
 from runner.recipe.models import gguf_tokenizer
+from runner.recipe.remote_code import needs_own_code
 from runner.recipe.resolve import BYTE_LEVEL
 from runner.recipe.settings import Settings
 from runner.recipe.template import Template
@@ -153,9 +154,12 @@ def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
             tokenizer = AutoTokenizer.from_pretrained(
                 source,
                 revision=model.get("revision") if source == model.get("id") else None,
-                trust_remote_code=model["trust_remote_code"],
+                trust_remote_code=settings.trust_remote_code,  # runner.recipe.remote_code
             )
         except (OSError, ValueError) as exc:
+            refused = needs_own_code(exc, source, key)
+            if refused is not None:
+                raise refused from None
             raise ModelNotFoundError(
                 f"cannot load the tokenizer {source} ({key}): {first_line(exc)}; offline, it "
                 "must be a local directory or in the Hugging Face cache"

@@ -27,6 +27,8 @@ class Settings:
     """A resolved recipe, read through named properties (see the module docstring)."""
 
     resolved: dict[str, Any]
+    # --trust-remote-code on this command line (runner.recipe.remote_code); never the recipe
+    remote_code_allowed: bool = False
 
     # --- the blocks, as resolved ------------------------------------------------------
 
@@ -135,6 +137,13 @@ class Settings:
         """The run makes its own base model in `<run>/base/` before training: random
         weights from model.config, or the dequantized weights of a GGUF file."""
         return self.from_config or self.gguf_path is not None
+
+    @property
+    def trust_remote_code(self) -> bool:
+        """Whether the model's and tokenizer's own Python code may run: the recipe asks
+        for it (model.trust_remote_code) and the command line allowed it
+        (--trust-remote-code; runner.recipe.remote_code)."""
+        return self.remote_code_allowed and self.model.get("trust_remote_code") is True
 
     @property
     def byte_level_tokenizer(self) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import TEMPLATES_DIR
+from runner.errors import UserError
 
 CHAT = "chat"
 TEXT_TEMPLATES = ("alpaca", "plain")
@@ -99,3 +100,17 @@ class Template:
     def is_shipped(self) -> bool:
         path = self.path
         return path is not None and path.parent == TEMPLATES_DIR.resolve()
+
+
+def sandbox_refusal(exc: BaseException) -> UserError | None:
+    """Jinja's sandbox refusing what a chat template reached for while transformers
+    rendered it (`x.__class__`...), as a UserError; None for any other exception. (Lint's
+    `template-unsafe` finds the plain cases at the recipe's line first.)"""
+    if type(exc).__name__ != "SecurityError" or not type(exc).__module__.startswith("jinja2"):
+        return None
+    return UserError(
+        f"a chat template reached for Python internals ({exc}); transformers renders "
+        "templates in Jinja's sandbox, which refused it, and nothing of it ran. Use a "
+        "template that only formats the messages (check data.template, or the model's "
+        "own chat template)"
+    )

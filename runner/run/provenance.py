@@ -4,7 +4,9 @@
 ships (runner/shipped/constraints.txt, the versions CI tests) and every installed
 package whose version differs from that lock (empty when the environment is the lock).
 `start_provenance` is what `recipe run` adds to run.json before launch: that record and
-the copy of the run's text template (runner.run.template_copy).
+the copy of the run's text template (runner.run.template_copy). `recorded_code` and
+`record_imported_code` keep run.json's `remote_code`: the model's own code the run was
+allowed to import, and the sha256 of each file the training process imported.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner import SHIPPED_DIR, __version__
+from runner.recipe.settings import Settings
+
+if TYPE_CHECKING:
+    from runner.recipe.remote_code import RemoteCode
 
 LOCK = SHIPPED_DIR / "constraints.txt"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)", re.MULTILINE)
@@ -93,3 +99,41 @@ def start_provenance(run_path: Path, settings: Any) -> dict[str, Any]:
         "template": save_text_template(run_path, settings.template),
         "model_source": model_source(settings),
     }
+
+
+def recorded_code(run: Any) -> dict[str, Any] | None:
+    """run.json's `remote_code`: the model code the run was allowed to import, hashed
+    (None when the recipe asked for none, or run.json is missing or unreadable)."""
+    try:
+        record = run.read_run() if run.run_json.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    code = record.get("remote_code") if isinstance(record, dict) else None
+    return code if isinstance(code, dict) else None
+
+
+def record_imported_code(run: Any, code: Any, *, write: bool) -> None:
+    """Check that every model code file this training process imported is the file it
+    inspected before loading (runner.recipe.remote_code), and on the main process add
+    them to run.json's `remote_code.imported` ({file: sha256})."""
+    from runner.recipe.remote_code import check_imported, imported_code
+
+    imported = imported_code()
+    check_imported(code, imported, str(run.path))
+    if write and run.run_json.is_file():
+        record = recorded_code(run) or code.record()
+        run.update_run(remote_code={**record, "imported": imported})
+
+
+def run_settings(run: Any, trust_remote_code: bool) -> tuple[Settings, RemoteCode | None]:
+    """A training process's settings (the run's resolved recipe; the model's own code
+    allowed when `recipe run` passed on --trust-remote-code), and that code: checked
+    with runner.recipe.remote_code, unchanged since `recipe run` recorded it (None
+    when the recipe asks for none)."""
+    from runner.recipe.remote_code import require_permission
+
+    settings = Settings(run.read_resolved(), trust_remote_code)
+    code = require_permission(
+        settings.model, trust_remote_code, subject=str(run.path), recorded=recorded_code(run)
+    )
+    return settings, code

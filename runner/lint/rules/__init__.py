@@ -55,6 +55,7 @@ MODULES: list[str] = [
     "runner.lint.rules.throughput",
     "runner.lint.rules.learning_rate",
     "runner.lint.rules.hardware_fit",
+    "runner.lint.rules.remote_code",
 ]
 
 

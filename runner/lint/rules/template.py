@@ -76,6 +76,52 @@ def chat_template_environment():
     return jinja2.Environment(extensions=[Generation, "jinja2.ext.loopcontrols"])
 
 
+def _template_unsafe(ctx: RuleContext) -> Iterator[Finding]:
+    """A chat template that reaches for Python internals (`x.__class__`, `x['_y']`,
+    `x|attr('__init__')`): transformers renders templates in Jinja's sandbox, which
+    refuses those at render time; said here at the recipe's line instead, for the
+    template file and for the model's own chat template (read from its files)."""
+    template = ctx.s.template
+    if template.path is not None:
+        if template.path.suffix.lower() not in JINJA_SUFFIXES or not template.path.is_file():
+            return  # template-not-jinja / template-unknown say what is wrong
+        what, text = str(template.path), _read(template.path)
+    elif template.kind == "chat":
+        what, text = "the model's chat template", chat_template_of(ctx.s.model)
+    else:
+        return
+    names = private_names(text) if text else []
+    if names:
+        yield Finding(_key(ctx), {"what": what, "names": ", ".join(names)})
+
+
+def _read(path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def private_names(text: str) -> list[str]:
+    """The `_`-prefixed attribute or key names a template reads (sorted, once each);
+    [] when it does not parse (template-not-jinja says so)."""
+    import jinja2
+    from jinja2 import nodes
+
+    try:
+        tree = chat_template_environment().parse(text)
+    except jinja2.TemplateSyntaxError:
+        return []
+    found = {node.attr for node in tree.find_all(nodes.Getattr)}
+    for node in tree.find_all(nodes.Getitem):
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.add(node.arg.value)
+    for node in tree.find_all(nodes.Filter):
+        if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
+            found.add(str(node.args[0].value))
+    return sorted(name for name in found if name.startswith("_"))
+
+
 def _template_outside(ctx: RuleContext) -> Iterator[Finding]:
     template = ctx.s.template
     path = template.path
@@ -125,6 +171,15 @@ RULES = [
         "a template file is a Jinja chat template named *.jinja or *.j2, like the shipped "
         "llama3-training.jinja; for text prompts use `template: alpaca` or `template: plain`",
         _template_not_jinja,
+    ),
+    Rule(
+        "template-unsafe",
+        ERROR,
+        "{what} reads Python internals ({names}): a chat template is text formatting, and "
+        "transformers' sandbox refuses this when it renders",
+        "use a template that only formats the messages (message['role'], message['content'], "
+        "loops and conditions); never run a template that reaches for Python objects",
+        _template_unsafe,
     ),
     Rule(
         "template-outside-recipe",
