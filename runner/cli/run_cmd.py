@@ -1,8 +1,8 @@
 """`recipe run RECIPE`: lint, prepare, then train under `accelerate launch`.
 
 The edge where a recipe meets the machine: the recipe is checked (errors stop here),
-where it trains is decided (a GPU recipe on a machine without one stops, unless --cpu),
-every data row is checked, the run directory is claimed (runner.run.ownership: never a
+where it trains is decided (a GPU recipe on a machine without one stops, unless --cpu;
+planning it with --dry-run or --print-launch works anywhere), every data row is checked, the run directory is claimed (runner.run.ownership: never a
 folder the runner did not make, one run at a time) and gets the recipe as given and as
 resolved, then `accelerate launch -m runner.train RUN_DIR` trains and a one-line summary
 is printed. Ctrl-C asks the training processes to save a checkpoint and stop; a second
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.options import SET_OPTION, checked_recipe, quiet_libraries
+from runner.cli.options import SET_OPTION, checked_recipe, echo_missing_gpu, quiet_libraries
 from runner.cli.supervise import train_under
 from runner.errors import UserError
 from runner.recipe.load import dump_yaml
@@ -80,39 +80,26 @@ def run(
     run.json's memory.cap says what it did.
     """
     from runner.expand.launch import launch_argv, shell_command
-    from runner.expand.placement import choose_placement, gpu_available
+    from runner.expand.placement import choose_placement, gpu_available, require_gpu_here
     from runner.run.ownership import claim_run_dir
 
     checked = checked_recipe(recipe, overrides)
     settings = checked.settings
     placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=cpu)
-    if print_launch:
+    if print_launch or dry_run:  # planning: on any machine, GPU or not; starts nothing
+        echo_missing_gpu(settings, placement)
         click.echo(
-            per_machine_commands(
-                recipe,
-                overrides,
-                settings,
-                placement,
-                accelerate_args,
-                cap_memory=cap_memory,
-                cpu=cpu,
-            )
-        )
+            per_machine_commands(recipe, overrides, settings, placement, accelerate_args,
+                                 cap_memory=cap_memory, cpu=cpu)
+            if print_launch
+            else dry_run_text(settings, placement, accelerate_args, resume, cap_memory)
+        )  # fmt: skip
         return
+    require_gpu_here(settings, placement)  # planning works anywhere; training does not
     if settings.machine_rank > 0:
         click.echo(
             run_other_machine(settings, placement, accelerate_args, resume, no_cache, cap_memory)
         )
-        return
-    if dry_run:
-        point = resume_point_of(settings.output_dir) if resume else None
-        argv = launch_argv(
-            settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
-        )
-        click.echo("# launch command")
-        click.echo(shell_command(argv))
-        click.echo("# resolved recipe")
-        click.echo(dump_yaml(settings.resolved), nl=False)
         return
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
     prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
@@ -131,6 +118,17 @@ def run(
         click.echo(finish(run_dir, code, interrupts))
     finally:
         lock.release()
+
+
+def dry_run_text(settings, placement, extra, resume: bool, cap_memory: bool) -> str:
+    """`--dry-run`: the launch command and the resolved recipe."""
+    from runner.expand.launch import launch_argv, shell_command
+
+    point = resume_point_of(settings.output_dir) if resume else None
+    argv = launch_argv(settings, placement, extra=extra, resume=point, cap_memory=cap_memory)
+    return f"# launch command\n{shell_command(argv)}\n# resolved recipe\n" + dump_yaml(
+        settings.resolved
+    ).rstrip("\n")
 
 
 def per_machine_commands(
