@@ -2,11 +2,14 @@
 
 The edge where a recipe meets the machine: the recipe is checked (errors stop here),
 where it trains is decided (a GPU recipe on a machine without one stops, unless --cpu;
-planning it with --dry-run or --print-launch works anywhere), every data row is checked, the run directory is claimed (runner.run.ownership: never a
-folder the runner did not make, one run at a time) and gets the recipe as given and as
-resolved, then `accelerate launch -m runner.train RUN_DIR` trains and a one-line summary
-is printed. Ctrl-C asks the training processes to save a checkpoint and stop; a second
-Ctrl-C stops them at once. Heavy libraries are imported inside, never at module top.
+planning it with --dry-run or --print-launch works anywhere), every data row is checked,
+the run directory is claimed (runner.run.ownership: never a folder the runner did not
+make, one run at a time) and gets the recipe as given and as resolved, then `accelerate
+launch -m runner.train RUN_DIR` trains as a new session of the run (runner.run.session)
+and a one-line summary is printed. Ctrl-C or a closed terminal asks the training
+processes to save a checkpoint and stop; a second Ctrl-C stops them at once; and if
+`recipe run` is killed outright they stop by themselves (runner.cli.supervise). Heavy
+libraries are imported inside, never at module top.
 """
 
 from __future__ import annotations
@@ -104,18 +107,19 @@ def run(
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
     prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
     run_dir, lock = claim_run_dir(
-        settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked)
-    )
+        settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked),
+        say=lambda line: click.echo(line, err=True),
+    )  # fmt: skip
+    session = lock.session  # this start's id in run.json's sessions (runner.run.session)
     try:
         point = continue_from(run_dir, settings) if resume else None
         argv = launch_argv(
             settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
         )
-        prepare(run_dir, checked, placement, argv, prepared, overrides, point)
-        click.echo(f"training in {run_dir.path}", err=True)
-        click.echo(f"$ {shell_command(argv)}", err=True)
-        code, interrupts = train_under(argv, run_dir)
-        click.echo(finish(run_dir, code, interrupts))
+        prepare(run_dir, checked, placement, argv, prepared, overrides, point, session)
+        click.echo(f"training in {run_dir.path}\n$ {shell_command(argv)}", err=True)
+        code, interrupts = train_under(argv, run_dir, session, lock)
+        click.echo(finish(run_dir, code, interrupts, session))
     finally:
         lock.release()
 
@@ -169,12 +173,13 @@ def run_other_machine(
     from runner.expand.engines import launch_home
     from runner.expand.launch import launch_argv, shell_command, write_launch_files
     from runner.run.directory import RunDirectory, RunDirError
-    from runner.run.ownership import RunLock
+    from runner.run.ownership import lock_when_free
 
     prepared = prepared_data(settings, no_cache)
     home = RunDirectory(launch_home(settings))
     home.path.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(home).acquire()  # one `recipe run` per machine
+    lock = lock_when_free(home, say=lambda line: click.echo(line, err=True))
+    session = lock.session  # this machine's: its processes watch its `recipe run`
     try:
         write_pointer(home.path, keep_prepared(prepared, home.path))
         point = resume_point_of(settings.output_dir) if resume else None
@@ -189,7 +194,7 @@ def run_other_machine(
             save_config_model(settings, home.base)
         where = f"machine {settings.machine_rank} of {settings.num_machines}"
         click.echo(f"{where}: training; $ {shell_command(argv)}", err=True)
-        code, _ = train_under(argv, home)
+        code, _ = train_under(argv, home, session, lock)
     finally:
         lock.release()
     if code != 0:
@@ -261,6 +266,7 @@ def continue_from(run_dir, settings) -> Path:
     from runner.run.checkpoints import resume_point, set_aside_incomplete
     from runner.run.directory import RunDirError
     from runner.run.resume import SAFE_ON_RESUME, resume_differences
+    from runner.run.session import settle_earlier
 
     if run_dir.resolved.is_file():
         changed = resume_differences(run_dir.read_resolved(), settings.resolved)
@@ -271,6 +277,7 @@ def continue_from(run_dir, settings) -> Path:
                 f"(another output_dir, or --overwrite). Safe to change on resume: "
                 f"{', '.join(SAFE_ON_RESUME)}"
             )
+    settle_earlier(run_dir)  # a session that ended without a record is `stale`
     point = resume_point(run_dir)
     if point is None:
         raise RunDirError(
@@ -286,7 +293,7 @@ def continue_from(run_dir, settings) -> Path:
     return point.checkpoint
 
 
-def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> None:
+def prepare(run_dir, checked, placement, argv, prepared, overrides, point, session) -> None:
     """Write the run's record, its accelerate (and DeepSpeed) config, where its prepared
     data is and, for a model.config recipe, its random initial weights before anything
     trains."""
@@ -299,7 +306,7 @@ def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> No
     resume = ResumePoint(point) if point is not None else None
     prepared = keep_prepared(prepared, run_dir.path)
     write_pointer(run_dir.path, prepared)
-    record_start(run_dir, checked, argv, prepared, overrides, resume)
+    record_start(run_dir, checked, argv, prepared, overrides, resume, session)
     settings = checked.settings
     write_launch_files(settings, placement, run_dir.path)
     stray = stray_default_config()
@@ -312,17 +319,27 @@ def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> No
         save_config_model(settings, run_dir.base)
 
 
-def finish(run_dir, code: int, interrupts: int) -> str:
+def finish(run_dir, code: int, interrupts: int, session: str) -> str:
     """The summary of a run that succeeded; RunStopped / UserError for one that did not."""
     from runner.run.directory import now
-    from runner.run.record import resume_command, summary_line
+    from runner.run.record import resume_command, stop_record, summary_line
+    from runner.run.session import close_session, is_current, last_logged_step
 
+    if not is_current(run_dir, session):
+        raise UserError(
+            f"{run_dir.path}: another session of this run has started (see run.json's "
+            "sessions); this one's training processes stopped without writing"
+        )
     record = run_dir.read_run()
     status = record.get("status")
     if status == "succeeded" and code == 0:
         return summary_line(run_dir.update_run(exit_code=0))
     if status == "running" and interrupts > 1:
-        record = run_dir.update_run(status="interrupted", exit_code=code, finished_at=now())
+        why, step = "a second interrupt stopped it at once", last_logged_step(run_dir)
+        record = close_session(
+            run_dir, session, "interrupted", why, step, exit_code=code, finished_at=now(),
+            stopped=stop_record(run_dir, step, why),
+        )  # fmt: skip
         status = "interrupted"
     if status == "interrupted":
         stopped = record.get("stopped") or {}
@@ -341,6 +358,10 @@ def finish(run_dir, code: int, interrupts: int) -> str:
             f"Nothing after that was saved; the last good checkpoint is {good}. Likely: {causes}",
             3,
         )
-    run_dir.update_run(status="failed", exit_code=code, finished_at=now())
     reason = record.get("error") or f"exit code {code}; see the output above"
+    if status == "failed":
+        run_dir.update_run(exit_code=code)  # the training process recorded why
+    else:
+        first = str(reason).splitlines()[0]
+        close_session(run_dir, session, "failed", first, None, exit_code=code, finished_at=now())
     raise UserError(f"training failed: {reason}\nRun directory: {run_dir.path}")
