@@ -147,8 +147,11 @@ class RunGuard(TrainerCallback):
 
     def _interrupt(self) -> tuple[int, str | None]:
         """What interrupts this process now (0: nothing), and in words."""
-        if self.lifeline is not None and self.lifeline.gone:
-            return ORPHANED, self.lifeline.gone
+        # asked now too, not only through the watch thread, so the ranks of one machine
+        # agree on the reason whichever of them polled first
+        gone = self.lifeline is not None and (self.lifeline.gone or self.lifeline.check())
+        if gone:
+            return ORPHANED, gone
         if self.stop_file.exists():
             try:
                 name = self.stop_file.read_text().strip()
@@ -176,6 +179,8 @@ class RunGuard(TrainerCallback):
             control.should_save = control.should_evaluate = False
         elif interrupt:
             self.reason, self.step = "interrupted", state.global_step
+            if interrupt > mine:  # another rank saw it first; after the all-reduce, ask again
+                mine, why = self._interrupt()
             self.why = why if interrupt == mine else ELSEWHERE[interrupt]
             control.should_save = control.should_training_stop = True
         return control
