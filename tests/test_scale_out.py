@@ -112,7 +112,7 @@ def test_a_killed_recipe_run_stops_both_ddp_processes_after_one_checkpoint(
     tmp_path, tiny_model_dir
 ):
     recipe = recipe_for(tiny_model_dir, processes=2, strategy="ddp", main_process_port=free_port())
-    recipe["training"].update(max_steps=40, save_strategy="steps", save_steps=10)
+    recipe["training"].update(max_steps=80, save_strategy="steps", save_steps=10)
     path = write_recipe(tmp_path / "r.yaml", recipe)
     command = ["recipe", "run", str(path), "--", "--num_cpu_threads_per_process", "1"]
     with open(tmp_path / "first.log", "w") as log:  # what it printed, if this fails
@@ -135,9 +135,9 @@ def test_a_killed_recipe_run_stops_both_ddp_processes_after_one_checkpoint(
     assert f"resuming from checkpoint-{step}" in resumed.stderr
     record = json.loads((run_dir / "run.json").read_text())
     assert [s["status"] for s in record["sessions"]] == ["interrupted", "succeeded"]
-    assert record["sessions"][1]["from_step"] == step and record["metrics"]["steps"] == 40
+    assert record["sessions"][1]["from_step"] == step and record["metrics"]["steps"] == 80
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert sorted(r["step"] for r in map(json.loads, lines) if "loss" in r) == list(range(1, 41))
+    assert sorted(r["step"] for r in map(json.loads, lines) if "loss" in r) == list(range(1, 81))
 
 
 def test_fsdp_on_the_cpu_is_refused_before_anything_starts(tmp_path, tiny_model_dir):
