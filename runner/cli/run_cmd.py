@@ -233,20 +233,18 @@ def prepared_data(settings, no_cache: bool):
     import tempfile
 
     from runner.data.prepared import prepare_data
+    from runner.data.truncation import rows_line
 
     scratch = Path(tempfile.mkdtemp(prefix="recipe-prepared-")) / "prepared"
     prepared = prepare_data(settings, use_cache=not no_cache, into=scratch)
-    rows = prepared.rows
     if prepared.hit:
-        click.echo(f"data cache: hit ({rows['train']} train, {rows['eval']} eval rows; key "
-                   f"{prepared.record['key'][:12]})", err=True)  # fmt: skip
+        click.echo(f"data cache: hit (key {prepared.record['key'][:12]})", err=True)
     else:
         where = "cache" if prepared.record.get("key") else "run directory"
-        click.echo(f"data: {rows['train']} train, {rows['eval']} eval rows prepared in "
-                   f"{prepared.seconds:.1f} s (into the {where})", err=True)  # fmt: skip
-    if rows["skipped"]:
-        click.echo(f"skipped {rows['skipped']} bad row(s) (data.bad_rows: skip); first: "
-                   f"{prepared.first_bad_row}", err=True)  # fmt: skip
+        click.echo(f"data: prepared in {prepared.seconds:.1f} s (into the {where})", err=True)
+    click.echo(rows_line(prepared.rows), err=True)  # every row accounted for
+    if prepared.rows["skipped"]:
+        click.echo(f"first bad row skipped: {prepared.first_bad_row}", err=True)
     return prepared
 
 
