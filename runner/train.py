@@ -19,6 +19,7 @@ from runner.data.prepare import training_data
 from runner.expand.library_kwargs import lora_kwargs
 from runner.expand.model import load_model
 from runner.expand.placement import Placement
+from runner.expand.targets import adapted, module_kinds, require_targets
 from runner.expand.tokenizer import load_tokenizer
 from runner.expand.training import run_sft_kwargs
 from runner.logs import log_file_of, quiet_libraries
@@ -91,6 +92,7 @@ def train(
     tokenizer = load_tokenizer(settings)
     data = training_data(settings, tokenizer, home=run.path)  # prepared by `recipe run`
     model = load_model(settings, placement, tokenizer, local_rank=local_rank, base_dir=run.base)
+    require_targets(settings, module_kinds(model), str(settings.model.get("id")))  # before PEFT
     lora = lora_kwargs(settings)
     callbacks = run_callbacks(settings, run, tokenizer, data, resume, memory_cap=cap)
     trainer = SFTTrainer(
@@ -114,6 +116,8 @@ def train(
     trainer.remove_callback(PrinterCallback)  # its raw log dicts: the progress line instead
     if model_code is not None:  # what this process imported is what was checked
         record_imported_code(run, model_code, write=trainer.is_world_process_zero())
+    if lora and trainer.is_world_process_zero():  # the modules PEFT adapted, and how many
+        run.update_run(adapter=adapted(trainer.model))
 
     if data.eval is not None and resume is None:
         record_baseline(run, settings, trainer)

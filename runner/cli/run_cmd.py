@@ -88,6 +88,7 @@ def run(
     """
     from runner.expand.launch import launch_argv, shell_command
     from runner.expand.placement import choose_placement, gpu_available
+    from runner.expand.targets import check_before_loading
     from runner.run.ownership import claim_run_dir
 
     checked = checked_recipe(recipe, overrides, trust_remote_code=trust_remote_code)
@@ -123,6 +124,7 @@ def run(
         return
     model_code = code_permission(settings, recipe, resume)  # before anything loads it
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
+    check_before_loading(settings)  # lora.target_modules on the meta device, where lint could not
     prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
     run_dir, lock = claim_run_dir(
         settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked)
