@@ -119,14 +119,14 @@ def train(
     if lora and trainer.is_world_process_zero():  # the modules PEFT adapted, and how many
         run.update_run(adapter=adapted(trainer.model))
 
-    if data.eval is not None and resume is None:
-        record_baseline(run, settings, trainer)
+    if settings.eval_before and resume is None:  # when to evaluate: runner.recipe.settings
+        record_baseline(run, trainer)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if callbacks.guard.reason is not None:  # diverged, or interrupted after a checkpoint
         return (
             record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
         )
-    eval_metrics = trainer.evaluate() if data.eval is not None else {}
+    eval_metrics = trainer.evaluate() if settings.eval_after else {}
     if trainer.is_fsdp_enabled:  # one whole model, however the checkpoints were sharded
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(run.final))  # the full model, or the adapter for LoRA/QLoRA

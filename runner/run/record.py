@@ -211,12 +211,10 @@ def final_metrics(
     }
 
 
-def record_baseline(run: Any, settings: Any, trainer: Any) -> None:
+def record_baseline(run: Any, trainer: Any) -> None:
     """The held-out loss of the model before it trains (step 0), kept in run.json's
-    `eval_before` so the summary can say what training changed. One evaluation pass;
-    skipped under DeepSpeed and FSDP, whose engines cannot evaluate before they train."""
-    if settings.strategy not in ("single", "ddp"):
-        return
+    `eval_before` so the summary can say what training changed. One evaluation pass
+    (when: Settings.eval_before)."""
     before = trainer.evaluate(metric_key_prefix="before")
     if trainer.is_world_process_zero():
         run.update_run(eval_before={"loss": before.get("before_loss"), "step": 0})
