@@ -47,6 +47,12 @@ class RunStopped(UserError):
 @click.option(
     "--resume", is_flag=True, help="Continue the run in output_dir from its newest checkpoint."
 )
+@click.option(
+    "--allow-data-change",
+    is_flag=True,
+    help="With --resume: continue although a data source changed since the run started "
+    "(run.json's data_history records which steps trained on which data).",
+)
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if the recipe is made for a GPU.")
 @click.option(
     "--no-cache",
@@ -72,6 +78,7 @@ def run(
     dry_run: bool,
     overwrite: bool,
     resume: bool,
+    allow_data_change: bool,
     cpu: bool,
     no_cache: bool,
     print_launch: bool,
@@ -131,6 +138,8 @@ def run(
     )
     try:
         point = continue_from(run_dir, settings) if resume else None
+        if point is not None:  # the data, as the recipe: the run's own, unless allowed
+            same_data(run_dir, prepared, allow_data_change)
         argv = launch_argv(
             settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
         )
@@ -311,6 +320,27 @@ def continue_from(run_dir, settings) -> Path:
     click.echo(f"resuming from {point.checkpoint.name}", err=True)
     run_dir.keep_metrics_until(point.step)
     return point.checkpoint
+
+
+def same_data(run_dir, prepared, allow: bool) -> None:
+    """Refuse to resume on data whose content changed since the run last trained on it
+    (runner.run.resume), naming each source, unless --allow-data-change."""
+    from runner.run.directory import RunDirError
+    from runner.run.resume import data_changes, recorded_data
+
+    recorded = recorded_data(run_dir.read_run()) if run_dir.run_json.is_file() else None
+    changes = data_changes(recorded or [], prepared.record.get("sources") or [])
+    if not changes:
+        return
+    if not allow:
+        raise RunDirError(
+            f"--resume continues {run_dir.path} on the data it trained on, but "
+            f"{'; '.join(changes)}. Put the data back, start a new run (another output_dir, "
+            "or --overwrite), or continue on the changed data with --resume "
+            "--allow-data-change (run.json's data_history keeps which steps trained on which data)"
+        )
+    for change in changes:
+        click.echo(f"continuing on changed data (--allow-data-change): {change}", err=True)
 
 
 def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> None:

@@ -28,6 +28,7 @@ def record_start(
 
     from runner.recipe.load import dump_yaml
     from runner.run.directory import library_versions, now, this_host
+    from runner.run.resume import data_history
 
     recipe, settings = checked.recipe, checked.settings
     if not run.recipe.is_file():
@@ -57,6 +58,9 @@ def record_start(
         pid=os.getpid(),
         host=this_host(),
         rows=prepared.rows,
+        data_history=data_history(
+            earlier, prepared.record.get("sources") or [], resume.step if resume else 0, now()
+        ),
         data_cache=prepared.pointer(prepared.seconds),
         plan=plan_record(checked),
     )
