@@ -26,7 +26,13 @@ from runner.logs import log_file_of, quiet_libraries
 from runner.run.directory import RunDirectory, now
 from runner.run.memory_cap import apply_memory_cap
 from runner.run.provenance import record_imported_code, run_settings
-from runner.run.record import record_baseline, record_stop, record_success, translate_error
+from runner.run.record import (
+    final_evaluation,
+    record_baseline,
+    record_stop,
+    record_success,
+    translate_error,
+)
 from runner.run.safe_load import load_as_data, translate_unpickling
 from runner.run.template_copy import save_chat_template
 
@@ -126,7 +132,7 @@ def train(
         return (
             record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
         )
-    eval_metrics = trainer.evaluate() if settings.eval_after else {}
+    eval_metrics = final_evaluation(trainer, settings) if settings.eval_after else {}
     if trainer.is_fsdp_enabled:  # one whole model, however the checkpoints were sharded
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(run.final))  # the full model, or the adapter for LoRA/QLoRA

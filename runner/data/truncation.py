@@ -340,9 +340,17 @@ def require_fit(
 
 
 def _listed(rows: list[Seen]) -> str:
-    ordered = sorted(rows, key=lambda s: -s.tokens)
+    """The longest rows first, rows of one length in file order."""
+    ordered = sorted(rows, key=lambda s: (-s.tokens, *_in_order(s.origin)))
     text = ", ".join(f"{s.origin} ({s.tokens} tokens)" for s in ordered[:LISTED])
     return text + (f" and {len(rows) - LISTED} more" if len(rows) > LISTED else "")
+
+
+def _in_order(origin: str) -> tuple[str, int]:
+    """`file:12` (or `source:row 12`) as (file, 12), so that rows sort in file order."""
+    name, _, where = origin.rpartition(":")
+    digits = "".join(ch for ch in where if ch.isdigit())
+    return name, int(digits) if digits else 0
 
 
 def _past_context(split: str, fit: SplitFit, limit: Limit) -> RowsError:

@@ -118,8 +118,9 @@ class Settings:
 
     @property
     def eval_after(self) -> bool:
-        """The held-out loss is measured once more after training, whenever there is
-        data.eval (whatever eval_strategy says)."""
+        """The held-out loss of the trained model is measured, whenever there is
+        data.eval (whatever eval_strategy says; runner.run.record.final_evaluation takes
+        the Trainer's own evaluation at the last step when it made one)."""
         return self.has_eval_data
 
     def eval_schedule(self, during: bool = True) -> str:

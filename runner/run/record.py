@@ -224,6 +224,19 @@ def record_baseline(run: Any, trainer: Any) -> None:
         run.update_run(eval_before={"loss": before.get("before_loss"), "step": 0})
 
 
+def final_evaluation(trainer: Any, settings: Any) -> dict[str, float]:
+    """The held-out metrics of the trained model (when: Settings.eval_after). The Trainer
+    already evaluates at the last step under a steps (or epoch) eval_strategy; that
+    evaluation is the final model's, so it is not run twice - unless
+    load_best_model_at_end put other weights in place since."""
+    state = trainer.state
+    last = next((e for e in reversed(state.log_history) if "eval_loss" in e), None)
+    best = settings.training["load_best_model_at_end"] is True
+    if last is not None and last.get("step") == state.global_step and not best:
+        return {k: v for k, v in last.items() if k.startswith("eval_")}
+    return trainer.evaluate()
+
+
 def record_success(
     run: Any,
     settings: Any,

@@ -58,9 +58,15 @@ def _steps_without_steps_strategy(ctx: RuleContext) -> Iterator[Finding]:
         steps_key = f"{kind}_steps"
         strategy = ctx.s.strategy_of(kind)
         if ctx.written("training", steps_key) and strategy != "steps":
+            when = f" (data.eval is evaluated {ctx.s.eval_schedule()})" if kind == "eval" else ""
             yield Finding(
                 ("training", steps_key),
-                {"key": steps_key, "strategy_key": f"{kind}_strategy", "strategy": strategy},
+                {
+                    "key": steps_key,
+                    "strategy_key": f"{kind}_strategy",
+                    "strategy": strategy,
+                    "when": when,
+                },
             )
 
 
@@ -199,7 +205,7 @@ RULES = [
     Rule(
         "steps-without-steps-strategy",
         WARNING,
-        "training.{key} is ignored because {strategy_key} is {strategy!r}",
+        "training.{key} is ignored because {strategy_key} is {strategy!r}{when}",
         "set {strategy_key}: steps, or delete {key}",
         _steps_without_steps_strategy,
     ),
