@@ -104,6 +104,8 @@ def test_a_run_trains_and_records_only_the_rows_that_fit_and_a_resume_checks_the
 
     # the data file rewritten in place: every answer changed, the same path and row count
     (history,) = record["data_history"]
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
     write_rows(tmp_path / "data.jsonl", answers="DOWN")
     more = ("--resume", "--set", "training.max_steps=4")
     refused = recipe_run(recipe, *more)
@@ -112,6 +114,8 @@ def test_a_run_trains_and_records_only_the_rows_that_fit_and_a_resume_checks_the
     assert f"the train data data.jsonl changed: sha256 {old} then" in refused.stderr
     assert "64 rows then, 64 now" in refused.stderr and "--allow-data-change" in refused.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text()) == record  # nothing written
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == files  # none set aside
 
     allowed = recipe_run(recipe, *more, "--allow-data-change")
     assert allowed.returncode == 0, allowed.stderr[-3000:]

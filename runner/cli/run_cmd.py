@@ -137,9 +137,9 @@ def run(
         settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked)
     )
     try:
-        point = continue_from(run_dir, settings) if resume else None
-        if point is not None:  # the data, as the recipe: the run's own, unless allowed
+        if resume:  # the data, as the recipe: the run's own, unless allowed
             same_data(run_dir, prepared, allow_data_change)
+        point = continue_from(run_dir, settings) if resume else None
         argv = launch_argv(
             settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
         )

@@ -332,7 +332,7 @@ def summary_line(record: dict[str, Any]) -> str:
     parts = [
         f"{record.get('name', 'run')} {record.get('status', '?')}",
         f"{m.get('steps', 0)} steps",
-        rows_phrase(record.get("rows") or {}),
+        *rows_phrase(record.get("rows") or {}),
         f"{m.get('tokens', 0):,} tokens",
         f"{_fmt(m.get('train_seconds'), '.1f')} s",
         f"{_fmt(m.get('tokens_per_second'), ',.0f')} tokens/s",
@@ -356,12 +356,13 @@ def summary_line(record: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def rows_phrase(rows: dict[str, Any]) -> str:
-    """`48 rows trained (16 dropped)`: the rows the run trained on, never the rows read."""
+def rows_phrase(rows: dict[str, Any]) -> list[str]:
+    """[`48 rows trained (16 dropped)`]: the rows the run trained on, never the rows read
+    ([] for a run.json without them)."""
     if "train" not in rows:
-        return "rows n/a"
+        return []
     others = [f"{rows[k]} {k}" for k in ("dropped", "cut") if rows.get(k)]
-    return f"{rows['train']} rows trained" + (f" ({', '.join(others)})" if others else "")
+    return [f"{rows['train']} rows trained" + (f" ({', '.join(others)})" if others else "")]
 
 
 def eval_phrase(record: dict[str, Any]) -> str:
