@@ -103,14 +103,15 @@ def test_a_run_trains_and_records_only_the_rows_that_fit_and_a_resume_checks_the
     assert len(prepared) == 48 and max(len(ids) for ids in prepared["input_ids"]) <= 32
 
     # the data file rewritten in place: every answer changed, the same path and row count
-    (history,) = record["data_history"]
+    (session,) = record["sessions"]
+    assert "data_changed" not in session
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     write_rows(tmp_path / "data.jsonl", answers="DOWN")
     more = ("--resume", "--set", "training.max_steps=4")
     refused = recipe_run(recipe, *more)
     assert refused.returncode == 1
-    old = history["sources"][0]["sha256"][:12]
+    old = session["data"][0]["sha256"][:12]
     assert f"the train data data.jsonl changed: sha256 {old} then" in refused.stderr
     assert "64 rows then, 64 now" in refused.stderr and "--allow-data-change" in refused.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text()) == record  # nothing written
@@ -121,10 +122,14 @@ def test_a_run_trains_and_records_only_the_rows_that_fit_and_a_resume_checks_the
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["metrics"]["steps"] == 4
-    first_part, second_part = record["data_history"]
-    assert first_part["from_step"] == 0 and first_part["sources"][0]["sha256"][:12] == old
-    new = second_part["sources"][0]["sha256"]
-    assert second_part["from_step"] == 2 and new != first_part["sources"][0]["sha256"]
+    first, second = record["sessions"]  # which steps trained on which content
+    assert (first["from_step"], first["step"], second["from_step"]) == (0, 2, 2)
+    assert first["data"][0]["sha256"][:12] == old and first["data"][0]["rows"] == 64
+    new = second["data"][0]["sha256"]
+    assert new != first["data"][0]["sha256"]
+    (change,) = second["data_changed"]
+    assert change.startswith(f"the train data data.jsonl changed: sha256 {old} then, {new[:12]}")
+    assert "continuing on changed data (--allow-data-change)" in allowed.stderr
     assert record["data"]["sources"][0]["sha256"] == new  # what the last steps trained on
 
 
@@ -205,3 +210,26 @@ def test_truncate_shortens_prompts_and_keeps_every_answer_with_its_end(tmp_path,
     assert "Shorter?" in first and first.strip().endswith("[[Dragons.</s>]]")
     assert "hi hi" in second and "[[Hello!</s>]]" in second
     assert all(int(n) <= 64 for n in re.findall(r"\((\d+) tokens", result.stdout))
+
+
+def test_a_resume_compares_with_the_newest_sessions_data_else_the_sources_run_json_recorded():
+    from runner.run.resume import data_changes, recorded_data, session_data
+
+    source = {"role": "train", "source": "/d/data.jsonl", "sha256": "a" * 64, "rows_available": 64}
+    older = {"sessions": [{"id": "1", "from_step": 0}], "data": {"sources": [source]}}
+    assert recorded_data(older) == [
+        {"role": "train", "source": "/d/data.jsonl", "sha256": "a" * 64, "rows": 64}
+    ]
+    edited = {**source, "sha256": "b" * 64}
+    (change,) = data_changes(recorded_data(older), [edited])
+    assert change == (
+        "the train data /d/data.jsonl changed: sha256 aaaaaaaaaaaa then, bbbbbbbbbbbb now; "
+        "64 rows then, 64 now"
+    )
+    newer = {
+        **older,
+        "sessions": [*older["sessions"], {"id": "2", **session_data(older, [edited])}],
+    }
+    assert newer["sessions"][1]["data_changed"] == [change]
+    assert recorded_data(newer)[0]["sha256"] == "b" * 64  # the newest session's
+    assert "data_changed" not in session_data(newer, [edited])

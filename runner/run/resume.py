@@ -51,12 +51,12 @@ def _under(key: str, safe: str) -> bool:
 
 # --- the data a resumed run continues on ----------------------------------------------
 #
-# run.json's `data_history` lists the content each stretch of steps trained on: one entry
-# at the start, {"from_step": 0, "at", "sources": [{role, source, sha256 | fingerprint,
-# rows}]}, and one more each time `--resume --allow-data-change` continues on data that
-# changed. A resume compares the data it prepared with the last entry and refuses a
-# change unless allowed (`data_changes`, `data_history`). The entries carry their
-# from_step so a run's list of sessions can take them over.
+# Each session in run.json's `sessions` (runner.run.session) records in `data` the content
+# it trains on: per source {role, source, sha256 | fingerprint, rows}. With the session's
+# from_step and step they say which steps trained on which content. A resume compares the
+# data it prepared with the newest session's (`recorded_data`, `data_changes`) and refuses
+# a change unless `--resume --allow-data-change`, whose session records the new content
+# and, in `data_changed`, what changed (`session_data`).
 
 
 def data_fingerprints(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,11 +73,12 @@ def data_fingerprints(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def recorded_data(record: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The content the run last trained on: its data_history's last entry, else (a run
-    from before data_history) the sources a finished session recorded, else None."""
-    history = record.get("data_history")
-    if isinstance(history, list) and history and isinstance(history[-1], dict):
-        return history[-1].get("sources")
+    """The content the run last trained on: the newest session's `data`, else (a run from
+    before sessions recorded it) the sources its finished run recorded, else None."""
+    sessions = record.get("sessions")
+    for session in reversed(sessions if isinstance(sessions, list) else []):
+        if isinstance(session, dict) and isinstance(session.get("data"), list):
+            return session["data"]
     sources = (record.get("data") or {}).get("sources")
     return data_fingerprints(sources) if sources else None
 
@@ -106,16 +107,8 @@ def _short(value: Any) -> str:
     return str(value)[:12] if value else "unknown"
 
 
-def data_history(
-    earlier: dict[str, Any], sources: list[dict[str, Any]], from_step: int, at: str
-) -> list[dict[str, Any]]:
-    """run.json's data_history with this session's data: a new entry at the start, and
-    on resume only when the content differs from the last entry's."""
-    history = [h for h in earlier.get("data_history") or [] if isinstance(h, dict)]
-    recorded = recorded_data(earlier)
-    if not history and recorded:  # a run from before data_history: its start, as recorded
-        history = [{"from_step": 0, "at": earlier.get("started_at"), "sources": recorded}]
-    current = data_fingerprints(sources)
-    if history and history[-1].get("sources") == current:
-        return history
-    return [*history, {"from_step": from_step, "at": at, "sources": current}]
+def session_data(earlier: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a new session's entry records of its data: `data`, the content it trains on,
+    and on a resume allowed onto changed data, `data_changed` (in words, as refused)."""
+    changes = data_changes(recorded_data(earlier) or [], sources) if earlier else []
+    return {"data": data_fingerprints(sources), **({"data_changed": changes} if changes else {})}
