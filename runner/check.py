@@ -39,13 +39,15 @@ class Checked:
     `recipe` is None when the file could not be loaded; `data` is the migrated data as
     written; `settings` (with `.resolved`) exists once the recipe is schema-valid, even
     when rules found errors; `plan` is the memory plan against the card checked (made
-    once: by the hardware rules, or on first use).
+    once: by the hardware rules, or on first use); `rows` is what becomes of every data
+    row (runner.data.truncation.RowCounts.record), when `read_data` could count them.
     """
 
     recipe: Recipe | None
     data: dict[str, Any] | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     context: RuleContext | None = None
+    rows: dict[str, Any] | None = None
 
     @property
     def settings(self) -> Settings | None:
@@ -98,7 +100,8 @@ def check_recipe(
     """Check a recipe file (or shipped recipe name) with `--set` overrides applied.
 
     `cwd` is where output_dir is resolved from (default: the current directory);
-    `read_data` also checks the first rows of each local data file (`lint --data`);
+    `read_data` also checks the first rows of each local data file and counts what
+    becomes of every row (`lint --data`; runner.lint.data_rows);
     `card` checks against another card than the recipe's hardware (`recipe plan --gpu`);
     `trust_remote_code`: the command line's --trust-remote-code, which lets the model's
     own code run when the recipe asks for it (the command checks first with
@@ -119,11 +122,15 @@ def check_recipe(
     settings = Settings(resolve_recipe(data, recipe.directory, cwd), trust_remote_code)
     ctx = RuleContext(recipe, data, settings, card, read_data=read_data)
     diagnostics += run_rules(ctx, settings_rules())
+    rows = None
     if read_data and not has_errors(diagnostics):
-        from runner.lint.data_rows import check_rows
+        from runner.lint.data_rows import check_rows, count_rows
 
         diagnostics += check_rows(ctx)
-    return Checked(recipe, data, sort_diagnostics(diagnostics), ctx)
+        if not has_errors(diagnostics):
+            found, rows = count_rows(ctx)  # imports the tokenizer's libraries: --data only
+            diagnostics += found
+    return Checked(recipe, data, sort_diagnostics(diagnostics), ctx, rows)
 
 
 def _shown(path: Path) -> Path:

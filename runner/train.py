@@ -21,6 +21,7 @@ from runner.data.prepare import training_data
 from runner.expand.library_kwargs import lora_kwargs
 from runner.expand.model import load_model
 from runner.expand.placement import Placement
+from runner.expand.targets import adapted, module_kinds, require_targets
 from runner.expand.tokenizer import load_tokenizer
 from runner.expand.training import run_sft_kwargs
 from runner.logs import log_file_of, quiet_libraries
@@ -29,6 +30,7 @@ from runner.run.lifeline import SESSION, Lifeline
 from runner.run.memory_cap import apply_memory_cap
 from runner.run.provenance import record_imported_code, run_settings
 from runner.run.record import (
+    final_evaluation,
     record_baseline,
     record_early_stop,
     record_stop,
@@ -125,6 +127,7 @@ def train(
     tokenizer = load_tokenizer(settings)
     data = training_data(settings, tokenizer, home=run.path)  # prepared by `recipe run`
     model = load_model(settings, placement, tokenizer, local_rank=local_rank, base_dir=run.base)
+    require_targets(settings, module_kinds(model), str(settings.model.get("id")))  # before PEFT
     lora = lora_kwargs(settings)
     callbacks = run_callbacks(settings, run, tokenizer, data, resume, cap, lifeline)
     trainer = SFTTrainer(
@@ -148,15 +151,17 @@ def train(
     trainer.remove_callback(PrinterCallback)  # its raw log dicts: the progress line instead
     if model_code is not None:  # what this process imported is what was checked
         record_imported_code(run, model_code, write=trainer.is_world_process_zero())
+    if lora and trainer.is_world_process_zero():  # the modules PEFT adapted, and how many
+        run.update_run(adapter=adapted(trainer.model))
 
-    if data.eval is not None and resume is None:
-        record_baseline(run, settings, trainer)
+    if settings.eval_before and resume is None:  # when to evaluate: runner.recipe.settings
+        record_baseline(run, trainer)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if callbacks.guard.reason is not None:  # diverged, or interrupted after a checkpoint
         return (
             record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
         )
-    eval_metrics = trainer.evaluate() if data.eval is not None else {}
+    eval_metrics = final_evaluation(trainer, settings) if settings.eval_after else {}
     if trainer.is_fsdp_enabled:  # one whole model, however the checkpoints were sharded
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(run.final))  # the full model, or the adapter for LoRA/QLoRA

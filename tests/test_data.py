@@ -216,5 +216,6 @@ def test_instruction_and_messages_sources_mix_as_conversations(tmp_path):
         "messages": [
             {"role": "user", "content": "Say 0\n\nctx 0"},
             {"role": "assistant", "content": "answer 0"},
-        ]
+        ],
+        "chat_template_kwargs": {"date_string": "26 Jul 2024"},  # data.template_variables
     }

@@ -48,8 +48,7 @@ def sft_labels(settings, rows, tokenizer, data, tmp_path, tokenized=False):
 
 @pytest.mark.parametrize("template", ["plain", "alpaca"])
 def test_prepared_rows_train_exactly_the_tokens_of_trls_own_preparation(tmp_path, template):
-    from runner.data.prepare import training_data
-    from runner.data.prepared import tokenize
+    from runner.data.prepare import fit_data, rendered_data
     from runner.expand.tokenizer import load_tokenizer
 
     settings = settings_of(
@@ -57,9 +56,9 @@ def test_prepared_rows_train_exactly_the_tokens_of_trls_own_preparation(tmp_path
         "model.config.max_position_embeddings=256",
     )  # fmt: skip
     tokenizer = load_tokenizer(settings)
-    data = training_data(settings, tokenizer)
+    data = rendered_data(settings, tokenizer)
     rows = data.train.select(range(40))
-    prepared = tokenize(rows, tokenizer, data.end_of_turn)
+    prepared = fit_data(settings, tokenizer).train.select(range(40))  # every row fits
     ours = sft_labels(settings, prepared, tokenizer, data, tmp_path, tokenized=True)
     trls = sft_labels(settings, rows, tokenizer, data, tmp_path)
     assert ours == trls
@@ -68,8 +67,7 @@ def test_prepared_rows_train_exactly_the_tokens_of_trls_own_preparation(tmp_path
 
 @pytest.mark.fixtures
 def test_prepared_conversations_train_the_assistant_turns_trl_would(tmp_path, shared_fixtures):
-    from runner.data.prepare import training_data
-    from runner.data.prepared import tokenize
+    from runner.data.prepare import fit_data, rendered_data
     from runner.expand.tokenizer import load_tokenizer
 
     data_file = tmp_path / "chat.jsonl"
@@ -88,8 +86,8 @@ def test_prepared_conversations_train_the_assistant_turns_trl_would(tmp_path, sh
         f"data.eval=[{{source: {data_file}, format: messages}}]",
     )
     tokenizer = load_tokenizer(settings)
-    data = training_data(settings, tokenizer)
-    prepared = tokenize(data.train, tokenizer, data.end_of_turn)
+    data = rendered_data(settings, tokenizer)
+    prepared = fit_data(settings, tokenizer).train
     ours = sft_labels(settings, prepared, tokenizer, data, tmp_path, tokenized=True)
     trls = sft_labels(settings, data.train, tokenizer, data, tmp_path)
     assert ours == trls

@@ -184,10 +184,11 @@ def test_an_unclosed_csv_quote_is_reported_at_its_row(tmp_path) -> None:
 def test_every_completion_cut_away_by_max_length_stops_before_the_model(tmp_path) -> None:
     result = invoke("preview", str(demo_copy(tmp_path)), "--set", "training.max_length=8")
     assert result.exit_code == 1
-    assert "every training row (2000) loses its whole answer to training.max_length 8" in (
+    assert "error[overlong-rows]: every training row (2000) is dropped (longer than " in (
         result.stderr
     )
-    assert "Raise training.max_length above" in result.stderr
+    assert "the rows are 19 to 29 tokens, their prompts alone 15 to 20" in result.stderr
+    assert "raise training.max_length to 29" in result.stderr
 
 
 def test_steps_the_run_never_reaches_are_warned_with_lint_data(tmp_path) -> None:

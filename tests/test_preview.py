@@ -45,7 +45,10 @@ def test_preview_with_a_local_tokenizer_directory_marks_only_responses(tmp_path,
     prompt, trained = first.split("### Response:\n")
     assert "[[" not in prompt  # the prompt is not trained
     assert trained.strip().startswith("[[") and trained.strip().endswith("</s>]]")
-    assert "102 examples; tokens min" in out
-    assert "longer than max_length 128 would be truncated" in out
+    assert "56 examples; tokens min" in out  # the rows that train, each within max_length
+    assert (
+        "rows: 102 read, 56 trained, 0 eval; 46 dropped (longer than training.max_length 128; "
+        "data.overlong_rows: drop)" in out
+    )
     assert "pad token '<unk>', end-of-turn token '</s>'" in out
     assert not (tmp_path / "out").exists()

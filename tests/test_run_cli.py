@@ -165,7 +165,7 @@ def test_preview_marks_trained_tokens_and_reports_lengths(tmp_path):
     out = result.stdout
     assert out.count("--- example") == 2
     assert "Uppercase: " in out and "[[" in out and "</s>]]" in out  # answer + eos trained
-    assert "longer than max_length 64 would be truncated" in out
+    assert "rows: 2200 read, 2000 trained, 200 eval; longest 29 tokens" in out
     assert "pad token '<pad>', end-of-turn token '</s>'" in out
 
 

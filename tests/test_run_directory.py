@@ -235,9 +235,11 @@ def test_summary_line_says_steps_tokens_time_losses_accuracy_and_where_the_model
         },
         "exact_match": {"before": {"accuracy": 0.0}, "after": {"accuracy": 0.97}},
         "model_path": "/runs/demo/final",
+        "rows": {"read": 64, "train": 48, "eval": 0, "dropped": 16, "cut": 0},
     }
     assert summary_line(record) == (
-        "demo succeeded; 10 steps; 12,345 tokens; 2.0 s; 6,172 tokens/s; "
+        "demo succeeded; 10 steps; 48 rows trained (16 dropped); 12,345 tokens; 2.0 s; "
+        "6,172 tokens/s; "
         "train loss 3.0000 -> 1.0000; eval loss 1.5000; held-out exact match 0% -> 97%; "
         "model in /runs/demo/final"
     )

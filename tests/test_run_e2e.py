@@ -77,7 +77,9 @@ def test_lora_leaves_a_loadable_adapter(tmp_path, tiny_model_dir):
     from runner.after.target import find_target
 
     result, run_dir = train(tmp_path, tiny_recipe(tiny_model_dir, "lora"))
-    check_run(run_dir, result.stdout, "tiny-lora")
+    record = check_run(run_dir, result.stdout, "tiny-lora")
+    # the modules PEFT adapted: q_proj and v_proj of both layers, as the recipe asked
+    assert record["adapter"] == {"modules": {"q_proj": 2, "v_proj": 2}, "count": 4}
     assert (run_dir / "final" / "adapter_model.safetensors").is_file()
     assert not (run_dir / "final" / "model.safetensors").exists()
     loaded = load_target(find_target(str(run_dir)), device="cpu")

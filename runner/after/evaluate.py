@@ -75,7 +75,8 @@ def eval_data(target: Target, data: str | None, fmt: str | None) -> EvalData:
         {"source": str(path.resolve()) if path.exists() else data, "format": fmt},
         load_schema()["$defs"]["data_source"],
     )
-    rows, bad, _ = read_source(source, settings.seed, shuffle=False)
+    read = read_source(source, settings.seed, shuffle=False)
+    rows, bad = read.examples, read.bad
     if not rows:
         raise AfterError(f"{data}: no usable rows (first problem: {bad[0].format()})")
     notes = [f"skipped {len(bad)} bad row(s); first: {bad[0].format()}"] if bad else []
@@ -117,11 +118,13 @@ def _short(value: Any) -> str:
 
 def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
     """eval loss, perplexity and mean token accuracy as TRL's evaluation computes them."""
+    from datasets import Dataset
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from runner.data.prepare import to_trl_rows, uses_assistant_only_loss
+    from runner.data.prepare import fitted, uses_assistant_only_loss
     from runner.data.templates import has_generation_markers, training_chat_template
+    from runner.data.truncation import require_fit, row_limit
     from runner.expand.placement import Placement
     from runner.expand.tokenizer import end_of_turn_token
     from runner.expand.training import run_sft_kwargs
@@ -138,14 +141,19 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
                 "chat template has no {% generation %} markers to find them (evaluate "
                 "instruction-shaped data, e.g. --format alpaca or prompt_completion)"
             )
-    rows = to_trl_rows(data.examples, data.shape, loaded.fmt, end_of_turn)
+    # Rendered, tokenized and fitted to max_length as the run prepared its rows
+    # (data.overlong_rows), so on the run's eval split the loss is the run's own.
+    origins = [f"{data.description}: row {i + 1}" for i in range(len(data.examples))]
+    fit = fitted(settings, tokenizer, data.examples, origins, data.shape, loaded.fmt, end_of_turn)
+    require_fit({"eval": fit}, row_limit(settings), settings.overlong_rows)
+    rows = Dataset.from_list(fit.rows)
     device = next(loaded.model.parameters()).device
     with tempfile.TemporaryDirectory(prefix="recipe-eval-") as scratch:
         kwargs = run_sft_kwargs(
             settings,
             Placement(cpu=device.type == "cpu"),
             end_of_turn=end_of_turn,
-            assistant_only=assistant_only,
+            assistant_only=False,  # the tokenized rows carry their assistant masks
             has_eval=True,
             completion_only=data.shape == "instruction",
         )

@@ -38,7 +38,7 @@ def prompt_format(
             return fmt
         from runner.run.template_copy import run_template
 
-        return PromptFormat(run_template(run_path, fmt.template), fmt.system_prompt)
+        return PromptFormat(run_template(run_path, fmt.template), fmt.system_prompt, fmt.variables)
     return PromptFormat(Template("chat" if tokenizer.chat_template else "plain"))
 
 

@@ -61,7 +61,8 @@ def expand_paths(arguments: Iterable[str]) -> list[str]:
     "--data",
     "read_data",
     is_flag=True,
-    help="Also open the first rows of each local data file and check the mapped columns.",
+    help="Also read each local data file: check its rows against the format, and (when "
+    "the tokenizer is on this machine) count what becomes of every row.",
 )
 def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str, read_data: bool) -> None:
     """Check recipes (files or folders) against the schema and the rule table.
@@ -84,6 +85,7 @@ def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str, read_data
                 {
                     "path": path,
                     "diagnostics": [_json(d) for d in result.diagnostics],
+                    "rows": result.rows,
                 }
                 for path, result in report
             ]
@@ -92,6 +94,10 @@ def lint(paths: tuple[str, ...], overrides: tuple[str, ...], fmt: str, read_data
     else:
         for path, result in report:
             echo_diagnostics(result.diagnostics)
+            if result.rows is not None:  # the same line preview and run print
+                from runner.data.truncation import rows_line
+
+                click.echo(f"{path}: {rows_line(result.rows)}")
             if result.ok:
                 extra = f" ({len(result.warnings)} warning(s))" if result.warnings else ""
                 click.echo(f"{path}: ok{extra}")

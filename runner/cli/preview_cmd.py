@@ -24,12 +24,13 @@ from runner.cli.options import (
 def preview(recipe: str, count: int, overrides: tuple[str, ...], trust_remote_code: bool) -> None:
     """Render training examples and show which tokens are trained.
 
-    Trained tokens are coloured on a terminal and [[bracketed]] otherwise. Loads the
-    tokenizer and the data, never the model weights.
+    Trained tokens are coloured on a terminal and [[bracketed]] otherwise. The rows are
+    read, tokenized and fitted to max_length exactly as `recipe run` prepares them, and
+    the counts say what became of every row. Loads the tokenizer and the data, never the
+    model weights.
     """
     from runner.data.prepare import training_data
-    from runner.data.preview import length_stats, render_marked
-    from runner.data.tokens import trained_tokens
+    from runner.data.preview import length_stats, render_marked, template_values
     from runner.expand.tokenizer import load_tokenizer
     from runner.recipe.remote_code import require_permission
 
@@ -37,13 +38,24 @@ def preview(recipe: str, count: int, overrides: tuple[str, ...], trust_remote_co
     require_permission(settings.model, trust_remote_code, subject=recipe)  # before loading
     quiet_libraries(cpu=True)  # preview loads no model: nothing runs on a GPU
     tokenizer = load_tokenizer(settings)
-    data = training_data(settings, tokenizer)
+    data = training_data(settings, tokenizer)  # as `recipe run` prepares it
     echo_skipped(data.examples)
     colour = sys.stdout.isatty()
-    tokenized = [trained_tokens(tokenizer, row, data.end_of_turn) for row in data.train]
-    for index, (ids, mask) in enumerate(tokenized[:count]):
+    mask_column = next((c for c in data.train.column_names if c != "input_ids"), None)
+    lengths = []
+    for index, row in enumerate(data.train):
+        ids = row["input_ids"]
+        lengths.append(len(ids))
+        if index >= count:
+            continue
+        mask = row[mask_column] if mask_column else [1] * len(ids)
         header = f"--- example {index + 1} ({len(ids)} tokens, {sum(mask)} trained)"
         click.echo(click.style(header, bold=True) if colour else header)
         click.echo(render_marked(tokenizer, ids, mask, colour))
-    click.echo(length_stats([len(ids) for ids, _ in tokenized], settings.max_length))
+    click.echo(length_stats(lengths, settings.max_length))
+    if data.counts is not None:
+        click.echo(data.counts.line())
     click.echo(f"pad token {tokenizer.pad_token!r}, end-of-turn token {data.end_of_turn!r}")
+    values = template_values(settings, tokenizer)
+    if values:
+        click.echo(f"template variables: {values} (data.template_variables)")

@@ -51,6 +51,12 @@ class RunStopped(UserError):
 @click.option(
     "--resume", is_flag=True, help="Continue the run in output_dir from its newest checkpoint."
 )
+@click.option(
+    "--allow-data-change",
+    is_flag=True,
+    help="With --resume: continue although a data source changed since the run last trained "
+    "(each session in run.json's sessions records the data it trained on).",
+)
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if the recipe is made for a GPU.")
 @click.option(
     "--no-cache",
@@ -76,6 +82,7 @@ def run(
     dry_run: bool,
     overwrite: bool,
     resume: bool,
+    allow_data_change: bool,
     cpu: bool,
     no_cache: bool,
     print_launch: bool,
@@ -92,6 +99,7 @@ def run(
     """
     from runner.expand.launch import launch_argv, shell_command
     from runner.expand.placement import choose_placement, gpu_available, require_gpu_here
+    from runner.expand.targets import check_before_loading
     from runner.run.ownership import claim_run_dir
 
     checked = checked_recipe(recipe, overrides, trust_remote_code=trust_remote_code)
@@ -114,6 +122,7 @@ def run(
         return
     model_code = code_permission(settings, recipe, resume)  # before anything loads it
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
+    check_before_loading(settings)  # lora.target_modules on the meta device, where lint could not
     prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
     run_dir, lock = claim_run_dir(
         settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked),
@@ -121,6 +130,8 @@ def run(
     )  # fmt: skip
     session = lock.session  # this start's id in run.json's sessions (runner.run.session)
     try:
+        if resume:  # the data, as the recipe: the run's own, unless allowed
+            same_data(run_dir, prepared, allow_data_change)
         point = continue_from(run_dir, settings) if resume else None
         argv = launch_argv(
             settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
@@ -237,20 +248,18 @@ def prepared_data(settings, no_cache: bool):
     import tempfile
 
     from runner.data.prepared import prepare_data
+    from runner.data.truncation import rows_line
 
     scratch = Path(tempfile.mkdtemp(prefix="recipe-prepared-")) / "prepared"
     prepared = prepare_data(settings, use_cache=not no_cache, into=scratch)
-    rows = prepared.rows
     if prepared.hit:
-        click.echo(f"data cache: hit ({rows['train']} train, {rows['eval']} eval rows; key "
-                   f"{prepared.record['key'][:12]})", err=True)  # fmt: skip
+        click.echo(f"data cache: hit (key {prepared.record['key'][:12]})", err=True)
     else:
         where = "cache" if prepared.record.get("key") else "run directory"
-        click.echo(f"data: {rows['train']} train, {rows['eval']} eval rows prepared in "
-                   f"{prepared.seconds:.1f} s (into the {where})", err=True)  # fmt: skip
-    if rows["skipped"]:
-        click.echo(f"skipped {rows['skipped']} bad row(s) (data.bad_rows: skip); first: "
-                   f"{prepared.first_bad_row}", err=True)  # fmt: skip
+        click.echo(f"data: prepared in {prepared.seconds:.1f} s (into the {where})", err=True)
+    click.echo(rows_line(prepared.rows), err=True)  # every row accounted for
+    if prepared.rows["skipped"]:
+        click.echo(f"first bad row skipped: {prepared.first_bad_row}", err=True)
     return prepared
 
 
@@ -317,6 +326,27 @@ def continue_from(run_dir, settings) -> Path:
     click.echo(f"resuming from {point.checkpoint.name}", err=True)
     run_dir.keep_metrics_until(point.step)
     return point.checkpoint
+
+
+def same_data(run_dir, prepared, allow: bool) -> None:
+    """Refuse to resume on data whose content changed since the run last trained on it
+    (runner.run.resume), naming each source, unless --allow-data-change."""
+    from runner.run.directory import RunDirError
+    from runner.run.resume import data_changes, recorded_data
+
+    recorded = recorded_data(run_dir.read_run()) if run_dir.run_json.is_file() else None
+    changes = data_changes(recorded or [], prepared.record.get("sources") or [])
+    if not changes:
+        return
+    if not allow:
+        raise RunDirError(
+            f"--resume continues {run_dir.path} on the data it trained on, but "
+            f"{'; '.join(changes)}. Put the data back, start a new run (another output_dir, "
+            "or --overwrite), or continue on the changed data with --resume "
+            "--allow-data-change (run.json's sessions keep which steps trained on which data)"
+        )
+    for change in changes:
+        click.echo(f"continuing on changed data (--allow-data-change): {change}", err=True)
 
 
 def prepare(run_dir, checked, placement, argv, prepared, overrides, point, session) -> None:

@@ -1,8 +1,10 @@
-"""Training data: sources -> checked rows -> template -> TRL rows.
+"""Training data: sources -> checked rows -> template -> tokenized rows that fit.
 
-`sources` reads each data source into a `datasets.Dataset`; `formats` maps a row of each
-format onto the runner's three shapes (instruction, messages, text) and says what is
-wrong with a bad row; `prepare` selects, mixes, splits and checks the rows of a recipe
-(`load_examples`, no tokenizer needed) and renders them into the rows SFTTrainer trains
-on (`to_trl_rows`).
+`sources` reads each data source (local text files through `files`, the runner's own
+reader); `formats` maps a row of each format onto the runner's three shapes (instruction,
+messages, text), says what is wrong with a bad row and which format rows look like;
+`prepare` selects, mixes, splits and checks the rows of a recipe (`load_examples`, no
+tokenizer needed), renders them into TRL's rows (`to_trl_rows`) and tokenizes and fits
+them to max_length, counting every row (`fit_data`, with `truncation`); `prepared` and
+`cache` keep the result for the training processes.
 """

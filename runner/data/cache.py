@@ -4,8 +4,9 @@
 through the template, tokenized exactly as SFTTrainer would (runner.data.tokens) - and
 keeps the result under a key made of everything it depends on: the data files' content
 (sha256 of local files, datasets' fingerprint of hub datasets), how rows are selected,
-mixed and split, the template's text, the tokenizer (vocabulary, special tokens, chat
-template) and the runner's version. A rerun with nothing changed finds it (`data cache:
+mixed and split, the template's text and variables, the tokenizer (vocabulary, special
+tokens, chat template), the length rows must fit and what becomes of longer ones
+(runner.data.truncation), and the runner's version. A rerun with nothing changed finds it (`data cache:
 hit`) and reads no row; an edited row changes the key. Every training process (every
 rank, every machine) then memory-maps the same Arrow files: nothing is prepared twice.
 
@@ -110,9 +111,12 @@ def tokenizer_identity(model: dict[str, Any]) -> str | None:
 def data_key(settings: Any, template_text: str) -> str | None:
     """The key of a recipe's prepared data (see the module docstring); None when the
     tokenizer's files cannot be found to make one."""
+    from runner.data.truncation import row_limit
+
     tokenizer = tokenizer_identity(settings.model)
     if tokenizer is None:
         return None
+    limit = row_limit(settings)
     data = settings.data
     sources = list(data["train"]) + (data["eval"] if isinstance(data.get("eval"), list) else [])
     identity = {
@@ -121,6 +125,12 @@ def data_key(settings: Any, template_text: str) -> str | None:
         "eval": data.get("eval") if isinstance(data.get("eval"), dict) else None,
         "eval_sources": [source_identity(s) for s in sources[len(data["train"]) :]],
         "selection": {k: data.get(k) for k in ("shuffle", "bad_rows", "system_prompt")},
+        "template_variables": data.get("template_variables"),
+        "fit": {
+            "limit": limit.tokens,
+            "max_length": limit.max_length,
+            "policy": data.get("overlong_rows"),
+        },
         "seed": settings.seed,
         "template": template_text,
         "tokenizer": tokenizer,

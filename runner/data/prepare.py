@@ -2,8 +2,11 @@
 
 `load_examples` (no tokenizer, no model) reads every source, selects and shuffles rows
 with the recipe's seed, checks each row and applies `data.bad_rows`, mixes the sources
-and splits off the eval rows. `to_trl_rows` renders canonical examples through the
-recipe's template into TRL's dataset types:
+and splits off the eval rows. `fit_data` renders and tokenizes them as SFTTrainer would
+and applies `data.overlong_rows` (runner.data.truncation), counting every row: the one
+path `recipe lint --data`, `recipe preview` and `recipe run` read data through.
+`to_trl_rows` renders canonical examples through the recipe's template into TRL's
+dataset types:
 - text templates (alpaca, plain): {"prompt": text, "completion": response + end-of-turn}
   (prompt-completion, so only the completion is trained);
 - the chat template: {"prompt": [turns], "completion": [assistant turn]} (conversational
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.data.formats import SHAPE, missing_columns, normalize_row
+from runner.data.formats import FIELDS, SHAPE, format_hint, missing_columns, normalize_row
 from runner.data.prepared import load_prepared
 from runner.data.sources import DataError, display_source, source_rows
 from runner.data.templates import (
@@ -31,9 +34,9 @@ from runner.data.templates import (
 from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from datasets import Dataset
+
+    from runner.data.truncation import RowCounts, SplitFit
 
 MAX_LISTED = 10
 
@@ -52,7 +55,9 @@ class BadRow:
 
 @dataclass
 class Examples:
-    """Checked canonical examples of a recipe, ready to be rendered."""
+    """Checked canonical examples of a recipe, ready to be rendered; `*_origins[i]` says
+    where row i comes from (`file:line`, or `source:row N`); `read` counts every row
+    selected from the sources, bad ones included."""
 
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]]
@@ -60,6 +65,9 @@ class Examples:
     bad_rows: list[BadRow] = field(default_factory=list)
     skipped: int = 0
     fingerprints: list[dict[str, Any]] = field(default_factory=list)
+    train_origins: list[str] = field(default_factory=list)
+    eval_origins: list[str] = field(default_factory=list)
+    read: int = 0
 
 
 class BadRowsError(DataError):
@@ -87,9 +95,18 @@ def parse_rows(rows: int | str | None, available: int) -> range:
     return range(available)[slice(int(start) if start else None, int(stop) if stop else None)]
 
 
-def read_source(
-    source: dict[str, Any], seed: int, shuffle: bool
-) -> tuple[list[dict[str, Any]], list[BadRow], dict[str, Any]]:
+@dataclass
+class SourceExamples:
+    """One source's canonical examples in selection order, where each comes from, its
+    bad rows, and its fingerprint record for run.json."""
+
+    examples: list[dict[str, Any]]
+    origins: list[str]
+    bad: list[BadRow]
+    record: dict[str, Any]
+
+
+def read_source(source: dict[str, Any], seed: int, shuffle: bool) -> SourceExamples:
     """Canonical examples and bad rows of one source, in selection order.
 
     Rows are read as written (runner.data.sources.source_rows: a local text file through
@@ -103,17 +120,21 @@ def read_source(
     columns = source.get("columns")
     missing = missing_columns(fmt, columns, read.columns)
     if missing:
+        first = list(_selected(read.rows, list(range(min(len(read.rows), 20)))))
+        hint = format_hint(fmt, columns, first) or (
+            f"map them with `columns: {{{FIELDS[fmt][0][0]}: your_column, ...}}` or choose "
+            "another format"
+        )
         raise DataError(
             f"{name}: no column {', '.join(repr(c) for c in missing)} for format {fmt}; "
-            f"its columns are {', '.join(read.columns)} "
-            f"(map them with `columns: {{field: your_column}}` or choose another format)"
+            f"its columns are {', '.join(read.columns)} ({hint})"
         )
     order = list(range(len(read.rows)))
     if shuffle:
         random.Random(seed).shuffle(order)
     chosen = [order[i] for i in parse_rows(source.get("rows"), len(order))]
     rows = _selected(read.rows, chosen)
-    examples, bad = [], []
+    examples, origins, bad = [], [], []
     progress = tqdm(
         zip(chosen, rows, strict=True),
         total=len(chosen),
@@ -122,12 +143,13 @@ def read_source(
     )
     for index, row in progress:
         example, problem = normalize_row(fmt, columns, row)
+        line = read.lines[index] if read.lines is not None else None
         if problem:
-            line = read.lines[index] if read.lines is not None else None
             bad.append(BadRow(name, index + 1, problem, line))
         else:
             examples.append(example)
-    return examples, bad, {**read.record, "rows_used": len(examples)}
+            origins.append(f"{name}:{line}" if line is not None else f"{name}:row {index + 1}")
+    return SourceExamples(examples, origins, bad, {**read.record, "rows_used": len(examples)})
 
 
 def _selected(rows: Any, chosen: list[int]) -> Any:
@@ -148,21 +170,20 @@ def load_examples(settings: Settings) -> Examples:
     data = settings.data
     seed = settings.seed
     shuffle = bool(data["shuffle"])
-    train, bad, prints = [], [], []
-    for source in data["train"]:
-        examples, source_bad, record = read_source(source, seed, shuffle)
-        train += examples
-        bad += source_bad
-        prints.append({"role": "train", **record})
-    eval_rows: list[dict[str, Any]] = []
-    if isinstance(data.get("eval"), list):
-        for source in data["eval"]:
-            examples, source_bad, record = read_source(source, seed, shuffle=False)
-            eval_rows += examples
-            bad += source_bad
-            prints.append({"role": "eval", **record})
+    train: list[tuple[dict[str, Any], str]] = []
+    eval_rows: list[tuple[dict[str, Any], str]] = []
+    bad, prints = [], []
+    for role, sources in (("train", data["train"]), ("eval", _eval_sources(data))):
+        for source in sources:
+            read = read_source(source, seed, shuffle and role == "train")
+            (train if role == "train" else eval_rows).extend(
+                zip(read.examples, read.origins, strict=True)
+            )
+            bad += read.bad
+            prints.append({"role": role, **read.record})
     if bad and data["bad_rows"] == "error":
         raise BadRowsError(bad)
+    read_count = len(train) + len(eval_rows) + len(bad)
     if shuffle and len(data["train"]) > 1:
         random.Random(seed).shuffle(train)
     if isinstance(data.get("eval"), dict):
@@ -177,18 +198,22 @@ def load_examples(settings: Settings) -> Examples:
         raise DataError(
             "no training rows left after selection and bad-row skipping (check `rows:` and the data)"
         )
-    shapes = {
-        SHAPE[s["format"]]
-        for s in data["train"] + (data["eval"] if isinstance(data.get("eval"), list) else [])
-    }
+    shapes = {SHAPE[s["format"]] for s in data["train"] + _eval_sources(data)}
     return Examples(
-        train=train,
-        eval=eval_rows,
+        train=[example for example, _ in train],
+        eval=[example for example, _ in eval_rows],
         shape=_shape(shapes),
         bad_rows=bad,
         skipped=len(bad),
         fingerprints=prints,
+        train_origins=[origin for _, origin in train],
+        eval_origins=[origin for _, origin in eval_rows],
+        read=read_count,
     )
+
+
+def _eval_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return data["eval"] if isinstance(data.get("eval"), list) else []
 
 
 def _shape(shapes: set[str]) -> str:
@@ -205,20 +230,23 @@ def _shape(shapes: set[str]) -> str:
 def trl_row(
     example: dict[str, Any], fmt: PromptFormat, end_of_turn: str, as_messages: bool
 ) -> dict[str, Any]:
-    """One canonical example as a TRL training row (see the module docstring)."""
+    """One canonical example as a TRL training row (see the module docstring). A row that
+    goes through a chat template carries the template's variables (TRL's
+    `chat_template_kwargs`), so TRL renders it as the runner does."""
     system = fmt.system_prompt
     if "text" in example:
         return {"text": example["text"]}
-    if "messages" in example:
-        return {"messages": with_system_prompt(example["messages"], system)}
-    if fmt.template.is_text:
+    if fmt.template.is_text and "messages" not in example:
         prompt = render_text_prompt(fmt.template, example["instruction"], example["input"])
         return {"prompt": prompt, "completion": example["response"] + end_of_turn}
+    variables = {"chat_template_kwargs": fmt.variables} if fmt.variables else {}
+    if "messages" in example:
+        return {"messages": with_system_prompt(example["messages"], system), **variables}
     prompt = chat_messages(example["instruction"], example["input"], system)
     answer = [{"role": "assistant", "content": example["response"]}]
     if as_messages:
-        return {"messages": prompt + answer}
-    return {"prompt": prompt, "completion": answer}
+        return {"messages": prompt + answer, **variables}
+    return {"prompt": prompt, "completion": answer, **variables}
 
 
 def to_trl_rows(
@@ -239,13 +267,18 @@ def uses_assistant_only_loss(shape: str) -> bool:
 
 @dataclass
 class TrainingData:
-    """A recipe's checked examples rendered for SFTTrainer, with what the loss needs."""
+    """A recipe's checked examples rendered for SFTTrainer, with what the loss needs.
+
+    `train`/`eval` are TRL rows (`rendered_data`) or tokenized rows that each fit
+    max_length (`fit_data`, or prepared by `recipe run`); `counts` says what became of
+    every row (runner.data.truncation.RowCounts), when they were fitted."""
 
     examples: Examples
     train: Dataset
     eval: Dataset | None
     end_of_turn: str
     assistant_only: bool  # multi-turn: assistant turns only (else completion only)
+    counts: RowCounts | None = None
 
     @property
     def completion_only(self) -> bool:
@@ -254,7 +287,7 @@ class TrainingData:
 
     @property
     def tokenized(self) -> bool:
-        """Prepared by `recipe run` (runner.data.prepared): the masks are in the rows."""
+        """Tokenized (fitted, or prepared by `recipe run`): the masks are in the rows."""
         return "input_ids" in self.train.column_names
 
     @property
@@ -266,38 +299,39 @@ class TrainingData:
 
 def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) -> TrainingData:
     """The data SFTTrainer trains on: what `recipe run` prepared for the processes started
-    on `home` (runner.data.prepared: tokenized, read from disk), else read, checked and
-    rendered through the recipe's template here.
+    on `home` (runner.data.prepared: tokenized, read from disk), else read, checked,
+    rendered and fitted here (`fit_data`)."""
+    from runner.data.templates import use_training_chat_template
+
+    prepared = load_prepared(home, settings) if home is not None else None
+    if prepared is None:
+        return fit_data(settings, tokenizer)
+    train, evaluation, record = prepared
+    if record["assistant_only"]:
+        use_training_chat_template(tokenizer)
+    examples = Examples(
+        train=[],
+        eval=record["eval_examples"],
+        shape=record["shape"],
+        skipped=record["skipped_rows"],
+        fingerprints=record["sources"],
+    )
+    return TrainingData(
+        examples, train, evaluation, record["end_of_turn"], record["assistant_only"]
+    )
+
+
+def rendered_data(settings: Settings, tokenizer: Any) -> TrainingData:
+    """The recipe's rows rendered into TRL's dataset types, not tokenized (as SFTTrainer
+    would take them; the tests compare our tokenization with its own).
 
     Multi-turn data switches the tokenizer to a chat template with generation markers
     (rendering identically), so only assistant turns are trained.
     """
-    from runner.data.templates import use_training_chat_template
-    from runner.data.truncation import require_trained_tokens
-    from runner.expand.tokenizer import end_of_turn_token
-
-    prepared = load_prepared(home, settings) if home is not None else None
-    if prepared is not None:
-        train, evaluation, record = prepared
-        if record["assistant_only"]:
-            use_training_chat_template(tokenizer)
-        examples = Examples(
-            train=[],
-            eval=record["eval_examples"],
-            shape=record["shape"],
-            skipped=record["skipped_rows"],
-            fingerprints=record["sources"],
-        )
-        return TrainingData(
-            examples, train, evaluation, record["end_of_turn"], record["assistant_only"]
-        )
     examples = load_examples(settings)
-    end_of_turn = end_of_turn_token(tokenizer, settings.template)
-    assistant_only = uses_assistant_only_loss(examples.shape)
-    if assistant_only:
-        use_training_chat_template(tokenizer)
+    end_of_turn, assistant_only = _template_for(settings, tokenizer, examples.shape)
     fmt = PromptFormat.of(settings)
-    data = TrainingData(
+    return TrainingData(
         examples=examples,
         train=to_trl_rows(examples.train, examples.shape, fmt, end_of_turn),
         eval=to_trl_rows(examples.eval, examples.shape, fmt, end_of_turn)
@@ -306,5 +340,81 @@ def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) 
         end_of_turn=end_of_turn,
         assistant_only=assistant_only,
     )
-    require_trained_tokens(data, tokenizer, settings)  # before any model loads
-    return data
+
+
+def _template_for(settings: Settings, tokenizer: Any, shape: str) -> tuple[str, bool]:
+    """(end-of-turn token, assistant turns only); a multi-turn shape gives the tokenizer
+    its training chat template (runner.data.templates)."""
+    from runner.data.templates import use_training_chat_template
+    from runner.expand.tokenizer import end_of_turn_token
+
+    end_of_turn = end_of_turn_token(tokenizer, settings.template)
+    assistant_only = uses_assistant_only_loss(shape)
+    if assistant_only:
+        use_training_chat_template(tokenizer)
+    return end_of_turn, assistant_only
+
+
+def fit_data(settings: Settings, tokenizer: Any) -> TrainingData:
+    """Read, check, render and tokenize the recipe's rows as SFTTrainer would, apply
+    `data.overlong_rows` to those longer than the limit (runner.data.truncation), and
+    count what became of every row. Raises RowsError (before any model loads) when a
+    row runs past the model's context, when the policy is `error`, or when nothing is
+    left to train."""
+    from datasets import Dataset
+
+    from runner.data.truncation import RowCounts, require_fit, row_limit
+
+    examples = load_examples(settings)
+    if settings.has_eval_data and not examples.eval:
+        raise DataError(
+            "data.eval is given but none of its rows is left (every one was a bad row "
+            "skipped by data.bad_rows: skip); fix the rows, or delete data.eval"
+        )
+    end_of_turn, assistant_only = _template_for(settings, tokenizer, examples.shape)
+    fmt = PromptFormat.of(settings)
+    splits = {"training": fitted(settings, tokenizer, examples.train, examples.train_origins,
+                                 examples.shape, fmt, end_of_turn)}  # fmt: skip
+    if examples.eval:
+        splits["eval"] = fitted(settings, tokenizer, examples.eval, examples.eval_origins,
+                                examples.shape, fmt, end_of_turn)  # fmt: skip
+    require_fit(splits, row_limit(settings), settings.overlong_rows)
+    train, evaluation = splits["training"], splits.get("eval")
+    counts = RowCounts.of(
+        examples.read, examples.skipped, train, evaluation, settings.overlong_rows
+    )
+    if evaluation is not None:  # exact match answers the rows the eval loss is measured on
+        examples.eval = [examples.eval[i] for i in evaluation.kept]
+    return TrainingData(
+        examples=examples,
+        train=Dataset.from_list(train.rows),
+        eval=Dataset.from_list(evaluation.rows) if evaluation is not None else None,
+        end_of_turn=end_of_turn,
+        assistant_only=assistant_only,
+        counts=counts,
+    )
+
+
+def fitted(
+    settings: Settings,
+    tokenizer: Any,
+    examples: list[dict[str, Any]],
+    origins: list[str],
+    shape: str,
+    fmt: PromptFormat,
+    end_of_turn: str,
+) -> SplitFit:
+    """Canonical examples rendered through `fmt`, tokenized as SFTTrainer would, and
+    fitted to the recipe's limit by `data.overlong_rows` (runner.data.truncation)."""
+    from runner.data.tokens import trained_tokens
+    from runner.data.truncation import fit_split, row_limit
+
+    as_messages = shape in ("messages", "mixed")
+    column = None if shape == "text" else ("assistant_masks" if as_messages else "completion_mask")
+
+    def tokens_of(example: dict[str, Any]) -> tuple[list[int], list[int]]:
+        row = trl_row(example, fmt, end_of_turn, as_messages)
+        return trained_tokens(tokenizer, row, end_of_turn)
+
+    limit = row_limit(settings)
+    return fit_split(examples, origins, tokens_of, limit, settings.overlong_rows, column)

@@ -1,12 +1,13 @@
 """A recipe's data prepared for SFTTrainer once, before launch, and read by every process.
 
 `prepare_data` (by `recipe run`) finds the recipe's data in the cache (runner.data.cache)
-or builds it: rows read and checked, rendered through the template (runner.data.prepare),
-tokenized the way SFTTrainer tokenizes (runner.data.tokens: input ids, and the
-completion or assistant mask TRL turns into labels), saved as Arrow files. The training
-processes read those files (`load_prepared`); SFTTrainer sees tokenized rows and only
-builds labels and truncates. `<home>/prepared.json` (home: the folder `runner.train`
-is started on) says where they are.
+or builds it: rows read and checked, rendered through the template, tokenized the way
+SFTTrainer tokenizes (runner.data.tokens: input ids, and the completion or assistant
+mask TRL turns into labels) and fitted to max_length by `data.overlong_rows`
+(runner.data.prepare.fit_data), saved as Arrow files with the count of what became of
+every row. The training processes read those files (`load_prepared`); SFTTrainer sees
+tokenized rows that fit, and only builds labels. `<home>/prepared.json` (home: the
+folder `runner.train` is started on) says where they are.
 """
 
 from __future__ import annotations
@@ -86,10 +87,7 @@ def prepare_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared
         if entry is None:
             entry = cache.store(key, lambda folder: build(settings, folder, key))
         record = for_recipe(entry.record(), settings)
-        prepared = Prepared(entry.path, record, hit, time.perf_counter() - started)
-        if hit:
-            require_trained(prepared, settings)  # max_length is not part of the key
-        return prepared
+        return Prepared(entry.path, record, hit, time.perf_counter() - started)
     into.mkdir(parents=True, exist_ok=True)
     record = build(settings, into, None)
     (into / cache.PREPARED).write_text(strict_json(record, indent=2) + "\n", encoding="utf-8")
@@ -97,21 +95,22 @@ def prepare_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared
 
 
 def build(settings: Settings, folder: Path, key: str | None) -> dict[str, Any]:
-    """Read, check, render and tokenize the data into `folder`; its record."""
-    from runner.data.prepare import training_data
+    """Read, check, render, tokenize and fit the data into `folder`; its record."""
+    from runner.data.prepare import fit_data
     from runner.expand.tokenizer import load_tokenizer
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(settings)
-    data = training_data(settings, tokenizer)
-    tokenize(data.train, tokenizer, data.end_of_turn).save_to_disk(str(folder / "train"))
+    data = fit_data(settings, tokenizer)
+    data.train.save_to_disk(str(folder / "train"))
     if data.eval is not None:
-        tokenize(data.eval, tokenizer, data.end_of_turn).save_to_disk(str(folder / "eval"))
+        data.eval.save_to_disk(str(folder / "eval"))
     examples = data.examples
+    assert data.counts is not None  # fit_data counts every row
     return {
         "key": key,
         "recipe": settings.name,
-        "rows": {"train": len(data.train), "eval": len(examples.eval), "skipped": examples.skipped},
+        "rows": data.counts.record(),
         "shape": examples.shape,
         "skipped_rows": examples.skipped,
         "sources": examples.fingerprints,
@@ -121,42 +120,6 @@ def build(settings: Settings, folder: Path, key: str | None) -> dict[str, Any]:
         "eval_examples": examples.eval,  # canonical rows, for held-out exact match
         "seconds": round(time.perf_counter() - started, 2),
     }
-
-
-def tokenize(rows: Any, tokenizer: Any, end_of_turn: str) -> Any:
-    """TRL rows -> input ids with the mask SFTTrainer trains on (completion_mask for
-    prompt-completion rows, assistant_masks for conversations, none for text)."""
-    from runner.data.tokens import trained_tokens
-
-    def one(row: dict[str, Any]) -> dict[str, Any]:
-        ids, mask = trained_tokens(tokenizer, row, end_of_turn)
-        if "prompt" in row:
-            return {"input_ids": ids, "completion_mask": mask}
-        if "messages" in row:
-            return {"input_ids": ids, "assistant_masks": mask}
-        return {"input_ids": ids}
-
-    return rows.map(one, remove_columns=rows.column_names, desc="Tokenizing")
-
-
-def require_trained(prepared: Prepared, settings: Settings) -> None:
-    """Stop when max_length leaves a split of the prepared data nothing to train."""
-    from datasets import load_from_disk
-
-    from runner.data.truncation import require_trained_masks
-
-    splits = {}
-    for split, name in (("training", "train"), ("eval", "eval")):
-        folder = prepared.path / name
-        if folder.is_dir():
-            dataset = load_from_disk(str(folder))
-            column = next(
-                (c for c in ("completion_mask", "assistant_masks") if c in dataset.column_names),
-                None,
-            )
-            if column is not None:
-                splits[split] = (row[column] for row in dataset)
-    require_trained_masks(splits, settings)
 
 
 def write_pointer(home: Path, prepared: Prepared) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from runner.recipe.settings import Settings
+
 OPEN, CLOSE = "[[", "]]"
 
 
@@ -30,7 +32,8 @@ def render_marked(
 
 
 def length_stats(lengths: list[int], max_length: int | None) -> str:
-    """Token lengths (min/median/mean/p95/max) and the share `max_length` truncates."""
+    """Token lengths (min/median/mean/p95/max) of the rows that train; what became of
+    the others is `RowCounts.line` (runner.data.truncation)."""
     if not lengths:
         return "no examples"
     ordered = sorted(lengths)
@@ -40,6 +43,15 @@ def length_stats(lengths: list[int], max_length: int | None) -> str:
         f"mean {statistics.fmean(ordered):.1f}, p95 {p95}, max {ordered[-1]}"
     )
     if max_length:
-        cut = sum(n > max_length for n in lengths)
-        text += f"; {cut} ({cut / len(lengths):.1%}) longer than max_length {max_length} would be truncated"
+        text += f" (max_length {max_length})"
     return text
+
+
+def template_values(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The template variables the chat template in use reads, as `name='value'` (empty
+    for a text template, or one that reads none of them)."""
+    if not settings.template.uses_chat_template:
+        return ""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    used = {k: v for k, v in settings.template_variables.items() if k in template}
+    return ", ".join(f"{name}={value!r}" for name, value in used.items())

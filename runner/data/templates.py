@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,14 +36,19 @@ _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How prompts are written: the template and the recipe's system prompt."""
+    """How prompts are written: the template, the recipe's system prompt, and the values
+    a chat template reads besides the conversation (`data.template_variables`, such as
+    Llama 3's date_string), the same in training and in every prompt of the run."""
 
     template: Template
     system_prompt: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: Settings) -> PromptFormat:
-        return cls(settings.template, settings.data.get("system_prompt"))
+        return cls(
+            settings.template, settings.data.get("system_prompt"), settings.template_variables
+        )
 
 
 def text_template(template: Template | str) -> dict[str, str]:
@@ -110,7 +115,9 @@ def render_prompt(
         if isinstance(prompt, str)
         else with_system_prompt(prompt, fmt.system_prompt)
     )
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **fmt.variables
+    )
 
 
 def prompt_token_ids(

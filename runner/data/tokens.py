@@ -5,6 +5,8 @@ model. It mirrors TRL 1.16's SFTTrainer preparation (prompt-completion: the comp
 starts where the tokenized prompt and prompt+completion diverge; conversations:
 assistant masks from the chat template's generation markers; text: every token, with
 the end-of-turn token appended); tests check it against SFTTrainer's own labels.
+A row's `chat_template_kwargs` (the recipe's `data.template_variables`, e.g. Llama 3's
+date_string) go to the chat template, as TRL passes them.
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
 
 
 def trained_tokens(
-    tokenizer: PreTrainedTokenizerBase, row: dict[str, Any], end_of_turn: str
+    tokenizer: PreTrainedTokenizerBase,
+    row: dict[str, Any],
+    end_of_turn: str,
 ) -> tuple[list[int], list[int]]:
     """(input ids, mask) of one TRL row; mask is 1 where the token is trained."""
+    variables = row.get("chat_template_kwargs") or {}
     if "prompt" in row:
         if isinstance(row["prompt"], list):
-            prompt_ids = _chat_ids(tokenizer, row["prompt"], add_generation_prompt=True)[
-                "input_ids"
-            ]
-            ids = _chat_ids(tokenizer, row["prompt"] + row["completion"])["input_ids"]
+            prompt_ids = _chat_ids(
+                tokenizer, row["prompt"], add_generation_prompt=True, **variables
+            )["input_ids"]
+            ids = _chat_ids(tokenizer, row["prompt"] + row["completion"], **variables)["input_ids"]
         else:
             prompt_ids = tokenizer(text=row["prompt"])["input_ids"]
             completion = row["completion"]
@@ -47,7 +52,7 @@ def trained_tokens(
         start = common_prefix_length(prompt_ids, ids)
         return list(ids), [0] * start + [1] * (len(ids) - start)
     if "messages" in row:
-        out = _chat_ids(tokenizer, row["messages"], return_assistant_tokens_mask=True)
+        out = _chat_ids(tokenizer, row["messages"], return_assistant_tokens_mask=True, **variables)
         return list(out["input_ids"]), list(out["assistant_masks"])
     text = row["text"] if row["text"].endswith(end_of_turn) else row["text"] + end_of_turn
     ids = tokenizer(text=text)["input_ids"]

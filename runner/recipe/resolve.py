@@ -14,7 +14,8 @@ Decided here and nowhere else:
 - `quantization.bnb_4bit_compute_dtype` = model.dtype for 4-bit loading, and
   `lora.task_type` = CAUSAL_LM;
 - `launch.strategy` (single, or ddp for several processes) and the engine's defaults;
-- `data.template` (a name, or an absolute file path);
+- `data.template` (a name, or an absolute file path), and `data.template_variables`
+  with `date_string` fixed (DEFAULT_TEMPLATE_VARIABLES) unless the recipe sets it;
 - local model, tokenizer and data paths relative to the recipe's folder, `output_dir`
   relative to the directory the command runs in.
 
@@ -37,6 +38,11 @@ LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 LOCAL_MODEL_SUFFIXES = (".gguf",)
 PACKAGE_PREFIX = "package:"
 BYTE_LEVEL = "byte-level"
+# What a chat template reads besides the conversation. Llama 3.x templates write "Today
+# Date: ..." from transformers' clock (strftime_now) unless `date_string` is given, so the
+# training text, the data cache key and every prompt would follow the calendar; the
+# runner gives the date those templates fall back to without a clock.
+DEFAULT_TEMPLATE_VARIABLES = {"date_string": "26 Jul 2024"}
 # deprecated TrainingArguments names -> the names transformers 5 reads
 TRAINING_ALIASES = {
     "gradient_checkpointing": "activation_checkpointing",
@@ -159,6 +165,10 @@ def _resolve_data(data: dict[str, Any], recipe_dir: Path) -> None:
         if isinstance(ref, str) and looks_local(ref, recipe_dir):
             source["source"] = absolute_path(ref, recipe_dir)
     data["template"] = resolve_template(data["template"], recipe_dir)
+    data["template_variables"] = {
+        **DEFAULT_TEMPLATE_VARIABLES,
+        **(data.get("template_variables") or {}),
+    }
 
 
 def _resolve_adapters(resolved: dict[str, Any]) -> None:

@@ -106,6 +106,44 @@ class Settings:
         """Whether the run evaluates during training."""
         return self.has_eval_data and self.strategy_of("eval") != "no"
 
+    # When data.eval is evaluated, decided here and read by runner.train, the expansion
+    # and lint's messages alike: before training, during it (eval_strategy), after it.
+
+    @property
+    def eval_before(self) -> bool:
+        """The held-out loss is measured before training (step 0; not again on
+        --resume): with data.eval, on one process or DDP. DeepSpeed and FSDP engines
+        cannot evaluate before they train."""
+        return self.has_eval_data and self.strategy in ("single", "ddp")
+
+    @property
+    def eval_after(self) -> bool:
+        """The held-out loss of the trained model is measured, whenever there is
+        data.eval (whatever eval_strategy says; runner.run.record.final_evaluation takes
+        the Trainer's own evaluation at the last step when it made one)."""
+        return self.has_eval_data
+
+    def eval_schedule(self, during: bool = True) -> str:
+        """When data.eval is evaluated, in words: e.g. "before training, every 50 steps
+        and after training"; `during=False` leaves out the evaluations during training."""
+        if not self.has_eval_data:
+            return "never (there is no data.eval)"
+        parts = ["before training"] if self.eval_before else []
+        if during and self.evaluates:
+            parts.append(self._eval_interval())
+        if parts == ["before training"]:
+            return "before and after training"
+        return ", ".join(parts) + " and after training" if parts else "after training"
+
+    def _eval_interval(self) -> str:
+        if self.strategy_of("eval") == "epoch":
+            return "at the end of each epoch"
+        steps = self.training["eval_steps"]
+        steps = self.training["logging_steps"] if steps is None else steps  # TRL's fallback
+        if isinstance(steps, float) and steps < 1:
+            return f"every {steps:.0%} of the run"
+        return f"every {steps:g} steps"
+
     @property
     def early_stopping(self) -> dict[str, Any] | None:
         return self.resolved.get("early_stopping")
@@ -180,6 +218,18 @@ class Settings:
     @property
     def template(self) -> Template:
         return Template(str(self.data["template"]))
+
+    @property
+    def template_variables(self) -> dict[str, Any]:
+        """What the chat template reads besides the conversation (data.template_variables,
+        with the date fixed by runner.recipe.resolve)."""
+        return dict(self.data.get("template_variables") or {})
+
+    @property
+    def overlong_rows(self) -> str:
+        """drop | truncate | error: what becomes of a row longer than max_length
+        (runner.data.truncation)."""
+        return str(self.data.get("overlong_rows") or "drop")
 
     # --- launch -----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ def record_start(
 
     from runner.recipe.load import dump_yaml
     from runner.run.directory import library_versions, now, this_host
+    from runner.run.resume import session_data
     from runner.run.session import open_session
 
     recipe, settings = checked.recipe, checked.settings
@@ -39,7 +40,8 @@ def record_start(
     run.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
     resolved = settings.resolved
     earlier = run.read_run() if resume is not None and run.run_json.is_file() else {}
-    sessions = open_session(earlier, session, os.getpid(), this_host(), resume)
+    data = session_data(earlier, prepared.record.get("sources") or [])  # what this session reads
+    sessions = open_session(earlier, session, os.getpid(), this_host(), resume, **data)
     run.update_run(
         name=settings.name,
         revision=resolved["revision"],
@@ -217,15 +219,26 @@ def final_metrics(
     }
 
 
-def record_baseline(run: Any, settings: Any, trainer: Any) -> None:
+def record_baseline(run: Any, trainer: Any) -> None:
     """The held-out loss of the model before it trains (step 0), kept in run.json's
-    `eval_before` so the summary can say what training changed. One evaluation pass;
-    skipped under DeepSpeed and FSDP, whose engines cannot evaluate before they train."""
-    if settings.strategy not in ("single", "ddp"):
-        return
+    `eval_before` so the summary can say what training changed. One evaluation pass
+    (when: Settings.eval_before)."""
     before = trainer.evaluate(metric_key_prefix="before")
     if trainer.is_world_process_zero():
         run.update_run(eval_before={"loss": before.get("before_loss"), "step": 0})
+
+
+def final_evaluation(trainer: Any, settings: Any) -> dict[str, float]:
+    """The held-out metrics of the trained model (when: Settings.eval_after). The Trainer
+    already evaluates at the last step under a steps (or epoch) eval_strategy; that
+    evaluation is the final model's, so it is not run twice - unless
+    load_best_model_at_end put other weights in place since."""
+    state = trainer.state
+    last = next((e for e in reversed(state.log_history) if "eval_loss" in e), None)
+    best = settings.training["load_best_model_at_end"] is True
+    if last is not None and last.get("step") == state.global_step and not best:
+        return {k: v for k, v in last.items() if k.startswith("eval_")}
+    return trainer.evaluate()
 
 
 def record_success(
@@ -359,6 +372,7 @@ def summary_line(record: dict[str, Any]) -> str:
     parts = [
         f"{record.get('name', 'run')} {record.get('status', '?')}",
         f"{m.get('steps', 0)} steps",
+        *rows_phrase(record.get("rows") or {}),
         f"{m.get('tokens', 0):,} tokens",
         f"{_fmt(m.get('train_seconds'), '.1f')} s",
         f"{_fmt(m.get('tokens_per_second'), ',.0f')} tokens/s",
@@ -380,6 +394,15 @@ def summary_line(record: dict[str, Any]) -> str:
         )
     parts.append(f"model in {record.get('model_path', '?')}")
     return "; ".join(parts)
+
+
+def rows_phrase(rows: dict[str, Any]) -> list[str]:
+    """[`48 rows trained (16 dropped)`]: the rows the run trained on, never the rows read
+    ([] for a run.json without them)."""
+    if "train" not in rows:
+        return []
+    others = [f"{rows[k]} {k}" for k in ("dropped", "cut") if rows.get(k)]
+    return [f"{rows['train']} rows trained" + (f" ({', '.join(others)})" if others else "")]
 
 
 def eval_phrase(record: dict[str, Any]) -> str:

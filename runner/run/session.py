@@ -5,14 +5,16 @@ processes get in their environment (RECIPE_SESSION, runner.run.lifeline). run.js
 `sessions` lists them oldest first, each with how it began and how it ended:
 
     {"id", "started_at", "host", "pid" (its `recipe run`), "from_checkpoint", "from_step",
-     "status", "reason", "stopped_at", "step", "last_checkpoint"}
+     "data", "data_changed", "status", "reason", "stopped_at", "step", "last_checkpoint"}
 
 `status` takes run.json's words (`running` while it runs; `succeeded`, `failed`,
 `diverged`, `interrupted`; `stale` when its processes all ended without saying how,
 found by the next session); `reason` says why it stopped (Ctrl-C, the terminal closed,
 `recipe run` ended ...); `step` is the step it stopped at (for a stale one, the last step
 it logged), and `last_checkpoint` the newest complete checkpoint when it stopped: what a
-resume continues from. Later fields may be
+resume continues from. `data` is the content it trains on, `data_changed` (only after
+`--resume --allow-data-change`) what changed since the session before (runner.run.resume).
+Later fields may be
 added to an entry; readers ignore what they do not know.
 
 Only the newest session writes the run: a process of an older one (`is_current` false)
@@ -99,10 +101,10 @@ def settle_earlier(run: RunDirectory) -> None:
 
 
 def open_session(
-    record: dict[str, Any], session: str, pid: int, host: str, resume: Any = None
+    record: dict[str, Any], session: str, pid: int, host: str, resume: Any = None, **fields: Any
 ) -> list[dict[str, Any]]:
     """`record`'s sessions with a new one, running from `resume` (a ResumePoint) or
-    from the start."""
+    from the start, with `fields` (the data it trains on, runner.run.resume)."""
     entry = {
         "id": session,
         "started_at": now(),
@@ -111,6 +113,7 @@ def open_session(
         "from_checkpoint": resume.checkpoint.name if resume is not None else None,
         "from_step": resume.step if resume is not None else 0,
         "status": "running",
+        **fields,
     }
     return [*sessions_of(record), entry]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
 from runner.plan.setup import padding_free
-from runner.recipe.diagnostics import ERROR, KeyPath
+from runner.recipe.diagnostics import ERROR, WARNING, KeyPath
 from runner.recipe.resolve import looks_local
 
 
@@ -45,6 +45,13 @@ def _max_length_over_context(ctx: RuleContext) -> Iterator[Finding]:
             "default": "" if written else " (TRL's default)",
         },
     )
+
+
+def _truncation_mode_unused(ctx: RuleContext) -> Iterator[Finding]:
+    # Rows reach TRL fitted to max_length by data.overlong_rows (runner.data.truncation),
+    # so TRL's own truncation never cuts anything: one policy, not two.
+    if ctx.written("training", "truncation_mode"):
+        yield Finding(("training", "truncation_mode"), {"policy": ctx.s.overlong_rows})
 
 
 def _packing_cross_contamination(ctx: RuleContext) -> Iterator[Finding]:
@@ -111,6 +118,15 @@ RULES = [
         "{context} tokens",
         "set training.max_length to {context} or less",
         _max_length_over_context,
+    ),
+    Rule(
+        "truncation-mode-unused",
+        WARNING,
+        "training.truncation_mode has no effect: rows longer than max_length follow "
+        "data.overlong_rows ({policy}) before TRL sees them",
+        "delete truncation_mode; data.overlong_rows: truncate shortens the prompt and keeps "
+        "the whole answer (what keep_end was for), drop leaves the row out",
+        _truncation_mode_unused,
     ),
     Rule(
         "packing-cross-contamination",

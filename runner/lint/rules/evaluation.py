@@ -47,8 +47,10 @@ def _eval_strategy_without_data(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _eval_data_without_strategy(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.s.has_eval_data and ctx.s.strategy_of("eval") == "no":
-        yield Finding(("data", "eval"))
+    # Evaluating only before and after training is a fine choice when written down
+    # (eval_strategy: "no"); TRL's silent default is what a user may not expect.
+    if ctx.s.has_eval_data and not ctx.s.evaluates and not ctx.written("training", "eval_strategy"):
+        yield Finding(("data", "eval"), {"when": ctx.s.eval_schedule()})
 
 
 def _steps_without_steps_strategy(ctx: RuleContext) -> Iterator[Finding]:
@@ -56,9 +58,15 @@ def _steps_without_steps_strategy(ctx: RuleContext) -> Iterator[Finding]:
         steps_key = f"{kind}_steps"
         strategy = ctx.s.strategy_of(kind)
         if ctx.written("training", steps_key) and strategy != "steps":
+            when = f" (data.eval is evaluated {ctx.s.eval_schedule()})" if kind == "eval" else ""
             yield Finding(
                 ("training", steps_key),
-                {"key": steps_key, "strategy_key": f"{kind}_strategy", "strategy": strategy},
+                {
+                    "key": steps_key,
+                    "strategy_key": f"{kind}_strategy",
+                    "strategy": strategy,
+                    "when": when,
+                },
             )
 
 
@@ -72,12 +80,18 @@ def _early_stopping_needs_load_best(ctx: RuleContext) -> Iterator[Finding]:
         yield Finding(("early_stopping",))
 
 
-# What a run misses when a steps interval is never reached.
+# What a run misses when a steps interval is never reached (eval: see _never_done).
 NEVER_DONE = {
-    "eval": "evaluates during training (only once, at the end)",
+    "eval": "evaluates during training",
     "save": "saves a checkpoint, and an interrupted run cannot --resume",
     "logging": "logs the training loss (metrics.jsonl and loss.png stay empty)",
 }
+
+
+def _never_done(ctx: RuleContext, kind: str) -> str:
+    if kind != "eval":
+        return NEVER_DONE[kind]
+    return f"{NEVER_DONE[kind]}: data.eval is evaluated only {ctx.s.eval_schedule(during=False)}"
 
 
 def total_steps(ctx: RuleContext) -> tuple[int, str] | None:
@@ -152,7 +166,13 @@ def _steps_never_reached(ctx: RuleContext) -> Iterator[Finding]:
         if _is_number(steps) and steps >= 1 and steps > total:
             yield Finding(
                 ("training", key),
-                {"key": key, "steps": steps, "total": total, "how": how, "never": NEVER_DONE[kind]},
+                {
+                    "key": key,
+                    "steps": steps,
+                    "total": total,
+                    "how": how,
+                    "never": _never_done(ctx, kind),
+                },
             )
 
 
@@ -176,14 +196,16 @@ RULES = [
     Rule(
         "eval-data-without-eval-strategy",
         WARNING,
-        "data.eval is given but training.eval_strategy is 'no', so it is never used",
-        "set training.eval_strategy: steps (with eval_steps) or epoch, or delete data.eval",
+        "data.eval is evaluated only {when}, never during training: training.eval_strategy "
+        "is TRL's default 'no'",
+        "to evaluate during training set training.eval_strategy: steps (with eval_steps) or "
+        'epoch; to keep this, write eval_strategy: "no"',
         _eval_data_without_strategy,
     ),
     Rule(
         "steps-without-steps-strategy",
         WARNING,
-        "training.{key} is ignored because {strategy_key} is {strategy!r}",
+        "training.{key} is ignored because {strategy_key} is {strategy!r}{when}",
         "set {strategy_key}: steps, or delete {key}",
         _steps_without_steps_strategy,
     ),

@@ -1,10 +1,12 @@
-"""Rules tying `method` (full / lora / qlora) to the lora and quantization blocks."""
+"""Rules tying `method` (full / lora / qlora) to the lora and quantization blocks, and the
+adapter's target modules to the model's modules."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
+from runner.plan.modules import llama_modules, target_problems
 from runner.recipe.diagnostics import ERROR, WARNING
 
 
@@ -37,6 +39,31 @@ def _full_with_kbit(ctx: RuleContext) -> Iterator[Finding]:
 def _lora_with_quantization(ctx: RuleContext) -> Iterator[Finding]:
     if ctx.s.method == "lora" and ctx.s.quantized_bits is not None:
         yield Finding(("method",))
+
+
+def _target_findings(ctx: RuleContext, unfit: bool) -> Iterator[Finding]:
+    """lora.target_modules entries that match no module (unfit False) or a module LoRA
+    cannot adapt (unfit True), where the model's modules are known without loading it
+    (model.config, a local or cached config.json, a known model, a GGUF header); `recipe
+    run` checks the other architectures on the meta device (runner.expand.model)."""
+    lora = ctx.s.lora
+    modules = llama_modules(ctx.model_config) if lora is not None else None
+    if modules is None:
+        return
+    for problem in target_problems(lora.get("target_modules"), modules):
+        if bool(problem.matched) == unfit:
+            index = () if problem.index is None else (problem.index,)
+            yield Finding(
+                ("lora", "target_modules", *index), message=problem.message, hint=problem.hint
+            )
+
+
+def _lora_target_missing(ctx: RuleContext) -> Iterator[Finding]:
+    return _target_findings(ctx, unfit=False)
+
+
+def _lora_target_unsupported(ctx: RuleContext) -> Iterator[Finding]:
+    return _target_findings(ctx, unfit=True)
 
 
 RULES = [
@@ -83,5 +110,19 @@ RULES = [
         "method lora with a quantized base model is QLoRA",
         "set method: qlora so the runner prepares the quantized model for training",
         _lora_with_quantization,
+    ),
+    Rule(
+        "lora-target-missing",
+        ERROR,
+        "lora.target_modules names a module the model does not have",
+        "name the model's modules, or use target_modules: all-linear",
+        _lora_target_missing,
+    ),
+    Rule(
+        "lora-target-unsupported",
+        ERROR,
+        "lora.target_modules names a module LoRA cannot adapt",
+        "name linear layers (q_proj, v_proj...), or use target_modules: all-linear",
+        _lora_target_unsupported,
     ),
 ]
