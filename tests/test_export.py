@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,10 +192,69 @@ def test_export_never_overwrites_a_file_without_overwrite(tiny_run, tmp_path):
     assert out.read_bytes()[:4] == b"GGUF"
 
 
-def test_a_tokenizer_the_exporter_cannot_write_exactly_is_refused(demo_run):
-    """The demo's byte-level tokenizer is neither from a GGUF file nor in the table:
-    llama.cpp would have to guess its pre-tokenizer, so nothing is written."""
-    run = demo_run[0]
+def test_a_missing_package_is_named_with_the_extra_that_brings_it(tiny_run, tmp_path, monkeypatch):
+    out = tmp_path / "x.gguf"
+    with monkeypatch.context() as hidden:
+        hidden.setitem(sys.modules, "gguf", None)  # as if the gguf extra were not installed
+        result = export(str(tiny_run), "--format", "gguf", "--out", str(out))
+    assert result.exit_code == 1
+    assert "pip install 'recipe-runner[gguf]'" in result.stderr
+    with monkeypatch.context() as hidden:
+        hidden.setitem(sys.modules, "llama_cpp", None)
+        result = export(
+            str(tiny_run), "--format", "gguf", "--out", str(out), "--check", "--engine", "llama.cpp"
+        )
+    assert result.exit_code == 1
+    assert "pip install 'recipe-runner[llama-cpp]'" in result.stderr
+    assert "--engine transformers" in result.stderr
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def full_run_of(folder: Path, model, tokenizer) -> Path:
+    """A one-step full fine-tune of a model saved to `folder`/model; its run directory."""
+    model.save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    recipe = {
+        "schema_version": 1,
+        "name": "tiny-full",
+        "hardware": {"gpu": "cpu"},
+        "model": {"id": str(folder / "model"), "dtype": "float32"},
+        "method": "full",
+        "data": {
+            "train": [{"source": str(DEMO_TRAIN), "format": "prompt_completion", "rows": 16}],
+            "template": "plain",
+        },
+        "training": {
+            "max_steps": 1,
+            "per_device_train_batch_size": 8,
+            "max_length": 32,
+            "bf16": False,
+            "save_strategy": "no",
+            "report_to": "none",
+            "activation_checkpointing": False,
+        },
+        "output_dir": "run",
+    }
+    path = write_recipe(folder / "tiny-full.yaml", recipe)
+    done = subprocess.run(
+        ["recipe", "run", str(path)], cwd=folder, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder / "run"
+
+
+def test_a_tokenizer_the_exporter_cannot_write_exactly_is_refused(tmp_path):
+    """A Llama whose byte-level tokenizer adds a space before the text: in no GGUF file
+    and not in the table, so llama.cpp would have to guess how to split text."""
+    from tokenizers import pre_tokenizers
+
+    from runner.expand.tokenizer import build_byte_level_tokenizer
+
+    tokenizer = build_byte_level_tokenizer()
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
+        add_prefix_space=True, use_regex=False
+    )
+    run = full_run_of(tmp_path, tiny_llama(len(tokenizer)), tokenizer)
     result = export(str(run), "--format", "gguf")
     assert result.exit_code == 1
     assert "cannot write this tokenizer exactly" in result.stderr
@@ -217,39 +277,37 @@ def test_a_model_of_another_architecture_is_refused_before_anything_loads(tmp_pa
         num_attention_heads=2,
         num_key_value_heads=2,
     )
-    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "qwen")
-    tokenizer.save_pretrained(tmp_path / "qwen")
-    recipe = {
-        "schema_version": 1,
-        "name": "tiny-qwen",
-        "hardware": {"gpu": "cpu"},
-        "model": {"id": str(tmp_path / "qwen"), "dtype": "float32"},
-        "method": "full",
-        "data": {
-            "train": [{"source": str(DEMO_TRAIN), "format": "prompt_completion", "rows": 16}],
-            "template": "plain",
-        },
-        "training": {
-            "max_steps": 1,
-            "per_device_train_batch_size": 8,
-            "max_length": 32,
-            "bf16": False,
-            "save_strategy": "no",
-            "report_to": "none",
-            "activation_checkpointing": False,
-        },
-        "output_dir": "run",
-    }
-    path = write_recipe(tmp_path / "qwen.yaml", recipe)
-    done = subprocess.run(
-        ["recipe", "run", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = export(str(tmp_path / "run"), "--format", "gguf")
+    run = full_run_of(tmp_path, Qwen2ForCausalLM(config), tokenizer)
+    result = export(str(run), "--format", "gguf")
     assert result.exit_code == 1
     assert "its architecture is 'qwen2'; recipe export writes Llama models" in result.stderr
     assert "convert_hf_to_gguf.py" in result.stderr  # what to do instead
-    assert not (tmp_path / "run" / "export").exists()
+    assert "Traceback" not in result.output
+    assert not (run / "export").exists()
+
+
+def test_the_quickstart_demo_exports_and_its_check_finds_every_answer_identical(demo_run, tmp_path):
+    """The README's quickstart goes on to `recipe export RUN --format gguf --check`: the
+    demo's tiny Llama with the runner's byte-level tokenizer and its plain text template
+    is written as F16, and its greedy answers in the file are the run's, token for token."""
+    import shutil
+
+    run = tmp_path / "demo-uppercase"
+    shutil.copytree(demo_run[0], run)  # the shared demo run stays as it was trained
+    result = export(str(run), "--format", "gguf", "--check")
+    assert result.exit_code == 0, result.output
+    path = run / "export" / "demo-uppercase-f16.gguf"
+    assert result.stdout.strip().splitlines()[-1] == str(path)
+    assert "10/10 token-identical (100%), 10/10 stops match" in result.stdout
+    assert "check passed (f16: 100% identical)" in result.stdout
+    header = read_header(path).metadata
+    assert header["tokenizer.ggml.model"] == "gpt2" and header["tokenizer.ggml.pre"] == "default"
+    assert header["tokenizer.ggml.eos_token_id"] == header["tokenizer.ggml.eot_token_id"] == 2
+    assert "messages[-1]['content']" in header["tokenizer.chat_template"]  # the plain prompt
+    modelfile = path.with_name("demo-uppercase-f16.Modelfile").read_text()
+    assert 'PARAMETER stop "</s>"' in modelfile
+    check = json.loads((run / "export" / "export.json").read_text())
+    assert check["files"][path.name]["check"]["identical"] == 10
 
 
 def test_export_needs_a_run_directory_and_asks_for_the_format(tiny_run, tmp_path):

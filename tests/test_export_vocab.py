@@ -1,6 +1,7 @@
 """The table of tokenizers `recipe export` writes without a GGUF file to copy from: the
 real Llama 3 and Llama 2 / TinyLlama tokenizers of the shipped recipes
-(../shared/fixtures/tokenizers; skipped when absent), on a tiny random Llama.
+(../shared/fixtures/tokenizers; skipped when absent) and the runner's byte-level one (the
+demo's), on a tiny random Llama.
 
 The metadata is checked against the tokenizer itself; where llama-cpp-python is
 installed (the `llama-cpp` extra, not in CI), llama.cpp's own tokenizer, reading the
@@ -25,14 +26,21 @@ pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
 CASES = {
     "llama-3.2-instruct": ("gpt2", "llama-bpe", "<|eot_id|>"),
     "tinyllama-chat": ("llama", "default", "</s>"),
+    "byte-level": ("gpt2", "default", "</s>"),  # the runner's own: no fixture needed
 }
 
 
-def exported(shared_fixtures: Path, name: str, folder: Path):
-    """(the fixture tokenizer as a run saves it, a tiny Llama with it written as GGUF)."""
+def exported(request: pytest.FixtureRequest, name: str, folder: Path):
+    """(the tokenizer as a run saves it, a tiny Llama with it written as GGUF)."""
     from transformers import AutoTokenizer
 
-    AutoTokenizer.from_pretrained(shared_fixtures / "tokenizers" / name).save_pretrained(folder)
+    from runner.expand.tokenizer import build_byte_level_tokenizer
+
+    if name == "byte-level":
+        build_byte_level_tokenizer().save_pretrained(folder)
+    else:
+        fixtures = request.getfixturevalue("shared_fixtures")
+        AutoTokenizer.from_pretrained(fixtures / "tokenizers" / name).save_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     vocab = vocab_from_table(folder, tokenizer)
     end_of_turn = tokenizer.convert_tokens_to_ids(CASES[name][2])
@@ -51,9 +59,9 @@ def exported(shared_fixtures: Path, name: str, folder: Path):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_shipped_tokenizer_is_written_with_its_llama_cpp_names_and_whole_vocabulary(
-    shared_fixtures, tmp_path, name
+    request, tmp_path, name
 ):
-    tokenizer, path = exported(shared_fixtures, name, tmp_path)
+    tokenizer, path = exported(request, name, tmp_path)
     header = read_header(path)
     ggml_model, pre, end_of_turn = CASES[name]
     assert header.metadata["tokenizer.ggml.model"] == ggml_model
@@ -81,9 +89,15 @@ def test_a_shipped_tokenizer_is_written_with_its_llama_cpp_names_and_whole_vocab
 
 
 def test_any_other_tokenizer_is_refused_never_guessed(tmp_path):
+    """The byte-level tokenizer with a space added before the text is in no table."""
+    from tokenizers import pre_tokenizers
+
     from runner.expand.tokenizer import build_byte_level_tokenizer
 
     tokenizer = build_byte_level_tokenizer()
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
+        add_prefix_space=True, use_regex=False
+    )
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ExportError, match="cannot write this tokenizer exactly"):
         vocab_from_table(tmp_path, tokenizer)
@@ -99,10 +113,12 @@ def alpaca_texts(shared_fixtures: Path) -> list[str]:
     reason="llama-cpp-python is not installed (pip install 'recipe-runner[llama-cpp]')",
 )
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_llama_cpp_splits_real_text_into_the_runs_token_ids(shared_fixtures, tmp_path, name):
+def test_llama_cpp_splits_real_text_into_the_runs_token_ids(
+    request, shared_fixtures, tmp_path, name
+):
     from llama_cpp import Llama
 
-    tokenizer, path = exported(shared_fixtures, name, tmp_path)
+    tokenizer, path = exported(request, name, tmp_path)
     llm = Llama(str(path), vocab_only=True, verbose=False)
     try:
         for text in alpaca_texts(shared_fixtures):

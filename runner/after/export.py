@@ -75,6 +75,17 @@ def export_destination(target: Target, kind: str, out: str | None, overwrite: bo
     return Destination(path, modelfile, target.path / EXPORT_DIR / RECORD)
 
 
+def require_gguf_package() -> None:
+    """AfterError naming the extra when PyPI's `gguf` (the writer) is not installed."""
+    from runner.lint.rules.extras import installed
+
+    if not installed("gguf"):
+        raise AfterError(
+            "recipe export writes GGUF files with the gguf package, which is not installed "
+            "here; install it with `pip install 'recipe-runner[gguf]'`"
+        )
+
+
 def model_config(target: Target) -> dict[str, Any]:
     """The config.json of the model that will be written (the base's, for an adapter),
     read as data before anything loads."""

@@ -15,7 +15,6 @@ run where two tokens nearly tie: it passes when every divergence is at a near-ti
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,15 +64,17 @@ class PromptCheck:
 
 def choose_engine(requested: str) -> str:
     """llama.cpp when llama-cpp-python is installed (or asked for), else transformers."""
-    installed = importlib.util.find_spec("llama_cpp") is not None
-    if requested == "llama.cpp" and not installed:
+    from runner.lint.rules.extras import installed
+
+    here = installed("llama_cpp")
+    if requested == "llama.cpp" and not here:
         raise AfterError(
             "--engine llama.cpp needs llama-cpp-python, which is not installed here; "
             f"install it with `{LLAMA_CPP_EXTRA}` (it compiles llama.cpp: several minutes), "
             "or check with --engine transformers"
         )
     if requested == "auto":
-        return "llama.cpp" if installed else "transformers"
+        return "llama.cpp" if here else "transformers"
     return requested
 
 

@@ -10,8 +10,8 @@ metadata comes from one of two places, never from a guess:
   vocabulary (tokens the run added, e.g. a new pad token, are appended);
 - a small table of the tokenizers the shipped recipes use, each recognised by the exact
   pre-tokenizer and model flags of the run's `tokenizer.json`: Llama 3 (byte-level BPE,
-  llama.cpp's `llama-bpe`) and Llama 2 / TinyLlama (SentencePiece BPE, llama.cpp's
-  `llama` tokenizer model).
+  llama.cpp's `llama-bpe`), the runner's byte-level tokenizer of the demo (no merges)
+  and Llama 2 / TinyLlama (SentencePiece BPE, llama.cpp's `llama` tokenizer model).
 
 Anything else is an `ExportError` that says what was found. The run's own special
 tokens (bos, eos, pad, unk, and the end-of-turn token as `eot`) are written on top
@@ -81,6 +81,20 @@ KNOWN_TOKENIZERS = (
                     "use_regex": False,
                 },
             ],
+        },
+    ),
+    # The runner's own (the demo's): one token per byte and no merges, so every
+    # pre-tokenizer splits text into the same ids; llama.cpp's `default` one is exact.
+    KnownTokenizer(
+        name="the runner's byte-level tokenizer",
+        ggml_model="gpt2",
+        pre="default",
+        model_flags={"type": "BPE", "byte_fallback": False, "merges": []},
+        pre_tokenizer={
+            "type": "ByteLevel",
+            "add_prefix_space": False,
+            "trim_offsets": True,
+            "use_regex": False,
         },
     ),
     KnownTokenizer(

@@ -194,7 +194,7 @@ def write_gguf(
             f"the tokenizer has {vocab.size} tokens but the model's embeddings "
             f"{hp.vocab} rows; llama.cpp needs one row per token"
         )
-    writer = gguf.GGUFWriter(str(path), "llama", use_temp_file=True)
+    writer = gguf_writer(path)
     writer.add_type("model")
     writer.add_name(name)
     file_type = gguf.LlamaFileType.MOSTLY_F16 if kind == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0
@@ -218,6 +218,25 @@ def write_gguf(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def gguf_writer(path: Path) -> Any:
+    """PyPI gguf's GGUFWriter for the `llama` architecture, writing an empty array too.
+
+    The runner's byte-level tokenizer has no merges, and llama.cpp requires the
+    `tokenizer.ggml.merges` key of a BPE vocabulary: the GGUF format and llama.cpp read an
+    empty array (n = 0), only the Python writer refuses to write one."""
+    import gguf
+
+    class Writer(gguf.GGUFWriter):
+        def _pack_val(self, val: Any, vtype: Any, add_vtype: bool, sub_type: Any = None) -> bytes:
+            if vtype == gguf.GGUFValueType.ARRAY and isinstance(val, list) and not val:
+                kind = self._pack("I", vtype) if add_vtype else b""
+                item = sub_type if sub_type is not None else gguf.GGUFValueType.STRING
+                return kind + self._pack("I", item) + self._pack("Q", 0)
+            return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+    return Writer(str(path), "llama", use_temp_file=True)
 
 
 def add_hparams(writer: Any, hp: Hparams) -> None:

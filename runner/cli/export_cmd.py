@@ -77,9 +77,15 @@ def export(
     prompts with the file and with the run as trained, and compares them token by token.
     The last line printed is the file's path.
     """
-    from runner.after.export import export_destination, export_gguf, save_record
+    from runner.after.export import (
+        export_destination,
+        export_gguf,
+        require_gguf_package,
+        save_record,
+    )
     from runner.after.export_check import choose_engine
 
+    require_gguf_package()
     target = target_of(run, overrides, trust_remote_code)
     destination = export_destination(target, kind, str(out) if out else None, overwrite)
     chosen = choose_engine(engine) if check else None
