@@ -45,7 +45,7 @@ HAND_WRITTEN = textwrap.dedent(
     """
     import json, sys, time
     import torch
-    from datasets import load_dataset
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -61,7 +61,9 @@ HAND_WRITTEN = textwrap.dedent(
         model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     if job.get("pad"):
         tokenizer.pad_token = job["pad"]
-    dataset = load_dataset("json", data_files=job["data"], split="train")
+    # the rows as written: datasets' JSON loader would read "2011-06-19" as a timestamp
+    with open(job["data"], encoding="utf-8") as lines:
+        dataset = Dataset.from_list([json.loads(line) for line in lines if line.strip()])
     if job.get("chat"):  # conversational prompt-completion rows
         dataset = dataset.map(lambda r: {
             "prompt": [{"role": "user", "content": r["prompt"]}],

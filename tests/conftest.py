@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,35 @@ def tiny_recipe(model_dir: Path, method: str = "full", **training: Any) -> dict[
             "bnb_4bit_compute_dtype": "float32",
         }
     return recipe
+
+
+def wait_for(condition, timeout: float = 300.0) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def logged_step(run: Path) -> int:
+    """The last step in a run's metrics.jsonl (0 before the first log)."""
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    return max((json.loads(line)["step"] for line in lines if line), default=0)
+
+
+def session_processes(session: str) -> list[int]:
+    """Every live process of a run session: `recipe run` gives its id to all it starts."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if f"RECIPE_SESSION={session}".encode() in environ and state != "Z":
+            found.append(int(proc.name))
+    return found
 
 
 def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:

@@ -201,29 +201,13 @@ def test_a_killed_run_resumes_to_the_final_loss_of_an_uninterrupted_one(lora_run
         time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)  # what kill -9 of the command does
     process.wait()
-    kill_training_of(tmp_path / "run")
+    # resumed at once: the orphaned trainer checkpoints and stops (runner.run.lifeline)
     resumed = run_recipe(path, "--resume")
-    assert "resuming from checkpoint-8" in resumed.stderr
+    assert "resuming from checkpoint-" in resumed.stderr
     want, got = record(lora_run)["metrics"], record(tmp_path / "run")["metrics"]
     assert got["steps"] == want["steps"] == STEPS
     assert got["final_loss"] == pytest.approx(want["final_loss"], rel=1e-3)
     assert got["eval_loss"] == pytest.approx(want["eval_loss"], rel=1e-3)
-
-
-def kill_training_of(run: Path) -> None:
-    """SIGKILL every process whose command line names the run directory (the launcher and
-    the trainer run in a session of their own)."""
-    import contextlib
-    import os
-    import signal
-    import time
-
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            with contextlib.suppress(OSError):
-                if str(run).encode() in (proc / "cmdline").read_bytes().split(b"\0"):
-                    os.kill(int(proc.name), signal.SIGKILL)
-    time.sleep(1)
 
 
 def test_eval_reports_the_exact_match_the_run_reported(lora_run):

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_recipe, write_recipe
+from conftest import REPO, settings_of, tiny_recipe, write_recipe
 
 from runner import RECIPES_DIR
 from runner.expand.engines import cpu_threads
-from runner.expand.placement import Placement, gpu_available
+from runner.expand.launch import launch_argv
+from runner.expand.placement import Placement, gpu_available, needs_gpu
 
 
 def recipe_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -50,20 +52,63 @@ def test_show_as_launch_prints_exactly_what_run_executes(tmp_path, tiny_model_di
     result = recipe_cli("run", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    import shlex
-
     assert shlex.split(shown.stdout.strip()) == record["command"]
     assert f"$ {shown.stdout.strip()}" in result.stderr
 
 
+NO_GPU_NOTE = (
+    "note: this machine has no CUDA GPU; this is what `recipe run` executes on the recipe's"
+)
+
+
 @pytest.mark.skipif(gpu_available(), reason="this machine has a GPU")
 def test_a_gpu_recipe_on_a_machine_without_one_stops_before_reading_data(tmp_path):
-    result = recipe_cli("run", "llama32-1b-full-3090", "--dry-run", cwd=tmp_path)
+    result = recipe_cli("run", "llama32-1b-full-3090", cwd=tmp_path)
     assert result.returncode == 1
     assert "has no CUDA GPU" in result.stderr and "--cpu" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
     forced = recipe_cli("show", "llama32-1b-full-3090", "--as", "launch", "--cpu", cwd=tmp_path)
     assert forced.returncode == 0 and "--mixed_precision no" in forced.stdout
+    assert NO_GPU_NOTE not in forced.stderr
+
+
+GPU_RECIPES = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml") if needs_gpu(settings_of(p.stem)))
+STRATEGIES = {
+    "ddp": ["launch.strategy=ddp"],
+    "zero3": ["launch.strategy=deepspeed", "launch.deepspeed.zero_stage=3"],
+    "fsdp": ["launch.strategy=fsdp"],
+}
+
+
+def planned(name: str, strategy: str) -> list[str]:
+    """--set arguments: 4 GPUs with `strategy`; a QLoRA recipe sharded as lint asks."""
+    values = ["hardware.count=4", "launch.num_processes=4", *STRATEGIES[strategy]]
+    if strategy != "ddp" and settings_of(name).method == "qlora":
+        values += ["quantization.bnb_4bit_quant_storage=bfloat16", "training.optim=adamw_torch"]
+    return [part for value in values for part in ("--set", value)]
+
+
+@pytest.mark.skipif(gpu_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize("name", GPU_RECIPES)
+def test_planning_a_gpu_recipe_on_a_machine_without_one_prints_its_gpu_command(
+    tmp_path, name, strategy
+):
+    sets = planned(name, strategy)
+    settings = settings_of(name, *sets[1::2], f"output_dir={tmp_path / 'outputs' / name}")
+    gpu_command = shlex.join(launch_argv(settings, Placement(cpu=False)))
+    assert "--mixed_precision no" not in gpu_command and not gpu_command.endswith("--cpu")
+    shown = recipe_cli("show", name, "--as", "launch", *sets, cwd=tmp_path)
+    dry = recipe_cli("run", name, "--dry-run", *sets, cwd=tmp_path)
+    printed = recipe_cli("run", name, "--print-launch", *sets, cwd=tmp_path)
+    for done in (shown, dry, printed):
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count(NO_GPU_NOTE) == 1  # one line says this machine has none
+    assert shown.stdout == gpu_command + "\n"
+    assert dry.stdout.splitlines()[:2] == ["# launch command", gpu_command]
+    assert f"#   which runs: {gpu_command}" in printed.stdout.splitlines()
+    assert not (tmp_path / "outputs").exists()  # planning starts and writes nothing
 
 
 def test_lint_errors_stop_the_run_before_anything_loads(tmp_path, tiny_model_dir):

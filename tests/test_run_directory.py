@@ -12,7 +12,7 @@ import pytest
 
 from runner.run.directory import RunDirectory, RunDirError, this_host
 from runner.run.metrics import loss_curves, plot_loss
-from runner.run.ownership import RunLock, claim_run_dir
+from runner.run.ownership import claim_run_dir
 from runner.run.record import summary_line
 
 
@@ -93,16 +93,67 @@ def test_overwrite_refuses_the_current_directory_home_and_a_folder_holding_the_r
     assert checksums(run.path) == before
 
 
+HOLD = """
+import sys, time
+from pathlib import Path
+from runner.run.directory import RunDirectory
+from runner.run.lock import LockFile, training_byte
+from runner.run.ownership import RunLock
+
+run = RunDirectory(Path(sys.argv[1]))
+if sys.argv[2] == "runner":
+    held = RunLock(run, "s1").acquire()
+else:  # a training process of a session whose `recipe run` is gone
+    held = LockFile(run.lock_file)
+    held.take_byte(training_byte(0))
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def hold_lock(run: RunDirectory, part: str):
+    """Another process holding the run's lock as `recipe run` or as a training process."""
+    import subprocess
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run.path), part], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
 def test_a_second_run_into_a_locked_directory_is_refused_with_the_holder(tmp_path):
     run = earlier_run(tmp_path / "run")
-    holder = RunLock(run).acquire()
+    holder = hold_lock(run, "runner")
     try:
-        with pytest.raises(RunDirError, match=r"in use by another `recipe run` \(pid \d+ on "):
-            claim(run.path, overwrite=True)
+        for flags in ({"overwrite": True}, {"resume": True}):
+            with pytest.raises(RunDirError) as refused:
+                claim(run.path, **flags)
+            message = str(refused.value)
+            assert f"is in use by another run session (`recipe run` pid {holder.pid} on " in message
+            assert f"on {this_host()}, since 20" in message
         assert (run.path / "checkpoint-3").is_dir()  # nothing deleted under a live run
+        assert run.status() == "succeeded"
     finally:
-        holder.release()
-    claim(run.path, overwrite=True)  # free again once the holder is gone
+        holder.kill()
+        holder.wait()
+    claim(run.path, overwrite=True)  # free again once the holder is gone, at once
+
+
+def test_a_training_process_alone_holds_the_lock_and_is_named(tmp_path):
+    run = earlier_run(tmp_path / "run")
+    run.update_run(status="running")
+    holder = hold_lock(run, "trainer")
+    try:
+        with pytest.raises(
+            RunDirError, match=rf"in use by another run session \(pid {holder.pid} "
+        ):
+            claim(run.path, resume=True)
+        assert run.status() == "running"  # a process of the run lives
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.status() == "stale"  # none does now
 
 
 def test_resume_needs_a_checkpoint_and_keeps_the_directory(tmp_path):
@@ -122,6 +173,8 @@ def test_a_running_run_whose_process_is_gone_is_stale(tmp_path):
     gone.wait()
     run = claim(tmp_path / "run")
     run.write_run({"status": "running", "pid": gone.pid, "host": this_host()})
+    assert run.status() == "stale"  # nothing holds its lock
+    run.lock_file.unlink()  # a run from before the lock named its processes
     assert run.status() == "stale"
     run.update_run(pid=os.getpid())
     assert run.status() == "running"

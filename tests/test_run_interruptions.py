@@ -7,13 +7,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_recipe, write_recipe
+from conftest import logged_step, session_processes, tiny_recipe, wait_for, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +38,8 @@ def long_recipe(model_dir: Path, **training) -> dict:
     return recipe
 
 
-def start(path: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+def start(path: Path, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    """`recipe run` in a process group of its own, as a shell starts a command."""
     return subprocess.Popen(
         ["recipe", "run", str(path), *args],
         cwd=path.parent,
@@ -44,7 +47,23 @@ def start(path: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        start_new_session=True,
+        **popen,
     )
+
+
+def start_logged(path: Path, log: Path, *args: str, **popen) -> subprocess.Popen:
+    """`recipe run` as `start` does, its output into `log`: a long run fills a pipe that
+    nobody reads until it ends."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            ["recipe", "run", str(path), *args],
+            cwd=path.parent,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            **popen,
+        )
 
 
 def run_to_end(path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -53,17 +72,12 @@ def run_to_end(path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def wait_for(condition, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
-
-
-def logged_step(run: Path) -> int:
-    metrics = run / "metrics.jsonl"
-    lines = metrics.read_text().splitlines() if metrics.is_file() else []
-    return max((json.loads(line)["step"] for line in lines if line), default=0)
+def checkpoints_of_sessions(run: Path, sessions: list[dict]) -> None:
+    """Every checkpoint in the folder was written by a session run.json lists: its step
+    lies between where one started and where it stopped."""
+    for checkpoint in run.glob("*checkpoint-*"):
+        step = int(checkpoint.name.rsplit("-", 1)[1])
+        assert any(s["from_step"] < step <= s["step"] for s in sessions), checkpoint.name
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -112,7 +126,9 @@ def test_a_run_killed_mid_training_resumes_to_the_same_losses_and_weights(
     resumed = run_to_end(path, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     record = strict(run / "run.json")
-    point = record["resumes"][0]["from_step"]
+    killed, resumed_session = record["sessions"]
+    point = resumed_session["from_step"]
+    assert killed["status"] == "stale" and killed["last_checkpoint"] == f"checkpoint-{point}"
     assert record["status"] == "succeeded" and point in (20, 30)
     assert f"resuming from checkpoint-{point}" in resumed.stderr
     assert record["metrics"]["steps"] == STEPS
@@ -125,6 +141,85 @@ def test_a_run_killed_mid_training_resumes_to_the_same_losses_and_weights(
     )
     ref, out = weights(reference), weights(run)
     assert all(torch.equal(ref[k], out[k]) for k in ref)
+
+
+def test_a_killed_recipe_run_takes_its_training_with_it_and_a_resume_at_once_continues(
+    tmp_path, tiny_model_dir
+):
+    steps = 120  # the kill comes well before the end, however fast the machine
+    path = write_recipe(tmp_path / "r.yaml", long_recipe(tiny_model_dir, max_steps=steps))
+    first = start_logged(path, tmp_path / "first.log")
+    run = tmp_path / "run"
+    wait_for(lambda: logged_step(run) >= 15)
+    os.killpg(first.pid, signal.SIGKILL)  # what kill -9, the OOM killer or a lost session do
+    first.wait()
+    resumed = start_logged(path, tmp_path / "resumed.log", "--resume")  # at once
+    session = strict(run / "run.json")["sessions"][0]["id"]
+    wait_for(lambda: not session_processes(session), timeout=10)  # no orphan trains on
+
+    assert resumed.wait(timeout=600) == 0, (tmp_path / "resumed.log").read_text()[-2000:]
+    record = strict(run / "run.json")
+    killed, second = record["sessions"]
+    assert killed["status"] == "interrupted"
+    assert killed["reason"] == f"`recipe run` (pid {first.pid}) ended"
+    stop = killed["step"]  # the step it was in: saved there before stopping
+    assert 15 <= stop < steps and killed["last_checkpoint"] == f"checkpoint-{stop}"
+    assert second["from_checkpoint"] == f"checkpoint-{stop}" and second["from_step"] == stop
+    assert f"resuming from checkpoint-{stop}" in (tmp_path / "resumed.log").read_text()
+    assert second["status"] == "succeeded" and second["step"] == steps
+    assert record["status"] == "succeeded" and record["stopped"] is None  # one true record
+    checkpoints_of_sessions(run, record["sessions"])
+    assert sorted(losses(run)) == list(range(1, steps + 1))  # each step logged once
+
+
+def test_a_process_of_an_older_session_writes_nothing_more_and_exits(tmp_path, tiny_model_dir):
+    from runner.run.directory import RunDirectory
+
+    path = write_recipe(tmp_path / "r.yaml", long_recipe(tiny_model_dir))
+    first = start(path)
+    run = RunDirectory(tmp_path / "run")
+    wait_for(lambda: logged_step(run.path) >= 3)
+    # a newer session, as one started where the lock cannot reach (another machine
+    # writing to a shared folder) would record itself
+    record = run.read_run()
+    newer = {"id": "newer", "started_at": "now", "from_step": 0, "status": "running"}
+    run.write_run({**record, "sessions": [*record["sessions"], newer]})
+    step = logged_step(run.path)
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 1
+    assert "another session of this run has started" in stderr
+    assert logged_step(run.path) <= step + 1  # at most the step it was in
+    saved = [int(c.name.split("-")[1]) for c in run.path.glob("checkpoint-*")]
+    assert all(s <= step + 1 for s in saved)  # no checkpoint after it either
+    assert run.read_run()["sessions"][-1] == newer  # the newer session's record stands
+
+
+def test_a_closed_terminal_stops_the_run_after_a_checkpoint_and_nohup_keeps_it_going(
+    tmp_path, tiny_model_dir
+):
+    recipe = long_recipe(tiny_model_dir, max_steps=5000, save_steps=1000)  # stopped early
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    hung_up = start_logged(path, tmp_path / "first.log")
+    run = tmp_path / "run"
+    wait_for(lambda: logged_step(run) >= 3)
+    os.killpg(hung_up.pid, signal.SIGHUP)  # what closing the terminal sends
+    assert hung_up.wait(timeout=300) == 130
+    record = strict(run / "run.json")
+    assert record["status"] == "interrupted"
+    assert record["stopped"]["reason"] == "the terminal closed (SIGHUP to `recipe run`)"
+    stop = record["stopped"]["step"]
+    assert (run / f"checkpoint-{stop}" / "recipe-progress.json").is_file()
+
+    ignore_hangup = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731 (nohup)
+    end = f"training.max_steps={stop + 100}"  # safe to change on resume
+    kept = start_logged(
+        path, tmp_path / "kept.log", "--resume", "--set", end, preexec_fn=ignore_hangup
+    )
+    wait_for(lambda: logged_step(run) > stop)  # training again
+    os.killpg(kept.pid, signal.SIGHUP)
+    assert kept.wait(timeout=600) == 0, (tmp_path / "kept.log").read_text()[-2000:]
+    record = strict(run / "run.json")
+    assert record["status"] == "succeeded" and record["metrics"]["steps"] == stop + 100
 
 
 def kill_everything(process: subprocess.Popen, run: Path) -> None:
@@ -231,19 +326,27 @@ def test_a_learning_rate_that_diverges_stops_the_run_and_keeps_the_last_good_che
     assert all(p.isfinite().all() for p in model.parameters())
 
 
-def test_a_second_run_into_a_busy_directory_is_refused_and_the_first_finishes(
-    tmp_path, tiny_model_dir
-):
-    path = write_recipe(tmp_path / "r.yaml", long_recipe(tiny_model_dir))
-    first = start(path)
+def test_a_second_run_into_a_busy_directory_is_refused_naming_the_holder(tmp_path, tiny_model_dir):
+    # long enough to be alive through the three refusals, however loaded the machine
+    path = write_recipe(tmp_path / "r.yaml", long_recipe(tiny_model_dir, max_steps=5000))
+    with open(tmp_path / "first.log", "w") as log:  # a pipe nobody reads would fill up
+        first = subprocess.Popen(
+            ["recipe", "run", str(path)], cwd=tmp_path, stdout=log, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
     run = tmp_path / "run"
     wait_for(lambda: logged_step(run) >= 5)
-    second = run_to_end(path, "--overwrite")
-    assert second.returncode == 1
-    assert "is in use by another `recipe run` (pid" in second.stderr
-    _, stderr = first.communicate(timeout=300)
-    assert first.returncode == 0, stderr[-2000:]
-    assert strict(run / "run.json")["status"] == "succeeded"
+    for flags in (["--overwrite"], ["--resume"], []):
+        second = run_to_end(path, *flags)
+        assert second.returncode == 1
+        assert "is in use by another run session (" in second.stderr  # the holder named:
+        assert f"`recipe run` pid {first.pid}" in second.stderr  # pid,
+        assert f" on {socket.gethostname()}, " in second.stderr  # host,
+        assert re.search(r"since \d{4}-\d\d-\d\dT\d\d:\d\d", second.stderr)  # since when
+    first.send_signal(signal.SIGINT)  # the first run was untouched: it stops as asked
+    assert first.wait(timeout=300) == 130
+    assert strict(run / "run.json")["status"] == "interrupted"
+    assert len(strict(run / "run.json")["sessions"]) == 1  # no refused run left a trace
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)  # one writer
 

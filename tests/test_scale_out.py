@@ -6,13 +6,15 @@ single process at the same global batch."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_recipe, write_recipe
+from conftest import logged_step, session_processes, tiny_recipe, wait_for, write_recipe
 
 from runner.cli import main
 
@@ -104,6 +106,38 @@ def test_two_processes_train_like_one_and_leave_one_loadable_model(
     ):
         assert mine.shape == theirs.shape and (mine - theirs).abs().max() < 1e-2, name
     assert answers(run_dir) == answers(single)
+
+
+def test_a_killed_recipe_run_stops_both_ddp_processes_after_one_checkpoint(
+    tmp_path, tiny_model_dir
+):
+    recipe = recipe_for(tiny_model_dir, processes=2, strategy="ddp", main_process_port=free_port())
+    recipe["training"].update(max_steps=80, save_strategy="steps", save_steps=10)
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    command = ["recipe", "run", str(path), "--", "--num_cpu_threads_per_process", "1"]
+    with open(tmp_path / "first.log", "w") as log:  # what it printed, if this fails
+        first = subprocess.Popen(
+            command, cwd=tmp_path, stdout=log, stderr=log, start_new_session=True
+        )
+    run_dir = tmp_path / "run"
+    wait_for(lambda: logged_step(run_dir) >= 12)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    session = json.loads((run_dir / "run.json").read_text())["sessions"][0]["id"]
+    wait_for(lambda: not session_processes(session), timeout=10)  # both ranks, the launcher
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted"
+    assert record["stopped"]["reason"] == f"`recipe run` (pid {first.pid}) ended"
+    step = record["stopped"]["step"]
+    assert (run_dir / f"checkpoint-{step}" / "recipe-progress.json").is_file()  # all ranks
+
+    resumed = run(path, "--resume")
+    assert f"resuming from checkpoint-{step}" in resumed.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [s["status"] for s in record["sessions"]] == ["interrupted", "succeeded"]
+    assert record["sessions"][1]["from_step"] == step and record["metrics"]["steps"] == 80
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert sorted(r["step"] for r in map(json.loads, lines) if "loss" in r) == list(range(1, 81))
 
 
 def test_fsdp_on_the_cpu_is_refused_before_anything_starts(tmp_path, tiny_model_dir):

@@ -1,5 +1,6 @@
 """What several commands share: the `--set` and `--trust-remote-code` options, checking a
-RECIPE argument, and keeping the libraries' chatter off the user's screen."""
+RECIPE argument, the note of a planning command on a machine without the recipe's GPU,
+and keeping the libraries' chatter off the user's screen."""
 
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ def echo_skipped(examples) -> None:
             f"{examples.bad_rows[0].format()}",
             err=True,
         )
+
+
+def echo_missing_gpu(settings, placement) -> None:
+    """On a machine without the recipe's GPU, the one line that says the printed
+    command is for the recipe's hardware (stderr: stdout stays the command)."""
+    from runner.expand.placement import missing_gpu_note
+
+    note = missing_gpu_note(settings, placement)
+    if note is not None:
+        click.echo(note, err=True)
 
 
 def quiet_libraries(cpu: bool | None = None) -> None:

@@ -1,12 +1,15 @@
 """`recipe run RECIPE`: lint, prepare, then train under `accelerate launch`.
 
 The edge where a recipe meets the machine: the recipe is checked (errors stop here),
-where it trains is decided (a GPU recipe on a machine without one stops, unless --cpu),
-every data row is checked, the run directory is claimed (runner.run.ownership: never a
-folder the runner did not make, one run at a time) and gets the recipe as given and as
-resolved, then `accelerate launch -m runner.train RUN_DIR` trains and a one-line summary
-is printed. Ctrl-C asks the training processes to save a checkpoint and stop; a second
-Ctrl-C stops them at once. Heavy libraries are imported inside, never at module top.
+where it trains is decided (a GPU recipe on a machine without one stops, unless --cpu;
+planning it with --dry-run or --print-launch works anywhere), every data row is checked,
+the run directory is claimed (runner.run.ownership: never a folder the runner did not
+make, one run at a time) and gets the recipe as given and as resolved, then `accelerate
+launch -m runner.train RUN_DIR` trains as a new session of the run (runner.run.session)
+and a one-line summary is printed. Ctrl-C or a closed terminal asks the training
+processes to save a checkpoint and stop; a second Ctrl-C stops them at once; and if
+`recipe run` is killed outright they stop by themselves (runner.cli.supervise). Heavy
+libraries are imported inside, never at module top.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from runner.cli.options import (
     SET_OPTION,
     TRUST_REMOTE_CODE_OPTION,
     checked_recipe,
+    echo_missing_gpu,
     quiet_libraries,
 )
 from runner.cli.supervise import train_under
@@ -87,60 +91,59 @@ def run(
     run.json's memory.cap says what it did.
     """
     from runner.expand.launch import launch_argv, shell_command
-    from runner.expand.placement import choose_placement, gpu_available
+    from runner.expand.placement import choose_placement, gpu_available, require_gpu_here
     from runner.run.ownership import claim_run_dir
 
     checked = checked_recipe(recipe, overrides, trust_remote_code=trust_remote_code)
     settings = checked.settings
     placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=cpu)
-    if print_launch:
+    if print_launch or dry_run:  # planning: on any machine, GPU or not; starts nothing
+        echo_missing_gpu(settings, placement)
         click.echo(
-            per_machine_commands(
-                recipe,
-                overrides,
-                settings,
-                placement,
-                accelerate_args,
-                cap_memory=cap_memory,
-                cpu=cpu,
-            )
-        )
+            per_machine_commands(recipe, overrides, settings, placement, accelerate_args,
+                                 cap_memory=cap_memory, cpu=cpu)
+            if print_launch
+            else dry_run_text(settings, placement, accelerate_args, resume, cap_memory)
+        )  # fmt: skip
         return
+    require_gpu_here(settings, placement)  # planning works anywhere; training does not
     if settings.machine_rank > 0:
         click.echo(
             run_other_machine(settings, placement, accelerate_args, resume, no_cache, cap_memory)
         )
         return
-    if dry_run:
-        point = resume_point_of(settings.output_dir) if resume else None
-        argv = launch_argv(
-            settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
-        )
-        click.echo("# launch command")
-        click.echo(shell_command(argv))
-        click.echo("# resolved recipe")
-        click.echo(dump_yaml(settings.resolved), nl=False)
-        return
     model_code = code_permission(settings, recipe, resume)  # before anything loads it
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
     prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
     run_dir, lock = claim_run_dir(
-        settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked)
-    )
+        settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked),
+        say=lambda line: click.echo(line, err=True),
+    )  # fmt: skip
+    session = lock.session  # this start's id in run.json's sessions (runner.run.session)
     try:
         point = continue_from(run_dir, settings) if resume else None
         argv = launch_argv(
             settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
         )
-        prepare(run_dir, checked, placement, argv, prepared, overrides, point)
+        prepare(run_dir, checked, placement, argv, prepared, overrides, point, session)
         if model_code is not None:  # the code allowed, hashed (--resume and infer compare)
             run_dir.update_run(remote_code=model_code.record())
-        click.echo(f"training in {run_dir.path}", err=True)
-        click.echo(f"$ {shell_command(argv)}", err=True)
-        code, interrupts = train_under(argv, run_dir)
-        click.echo(finish(run_dir, code, interrupts))
+        click.echo(f"training in {run_dir.path}\n$ {shell_command(argv)}", err=True)
+        code, interrupts = train_under(argv, run_dir, session, lock)
+        click.echo(finish(run_dir, code, interrupts, session))
     finally:
         lock.release()
+
+
+def dry_run_text(settings, placement, extra, resume: bool, cap_memory: bool) -> str:
+    """`--dry-run`: the launch command and the resolved recipe."""
+    from runner.expand.launch import launch_argv, shell_command
+
+    point = resume_point_of(settings.output_dir) if resume else None
+    argv = launch_argv(settings, placement, extra=extra, resume=point, cap_memory=cap_memory)
+    return f"# launch command\n{shell_command(argv)}\n# resolved recipe\n" + dump_yaml(
+        settings.resolved
+    ).rstrip("\n")
 
 
 def per_machine_commands(
@@ -183,13 +186,14 @@ def run_other_machine(
     from runner.expand.engines import launch_home
     from runner.expand.launch import launch_argv, shell_command, write_launch_files
     from runner.run.directory import RunDirectory, RunDirError
-    from runner.run.ownership import RunLock
+    from runner.run.ownership import lock_when_free
 
     code_permission(settings, str(settings.output_dir), resume=False)
     prepared = prepared_data(settings, no_cache)
     home = RunDirectory(launch_home(settings))
     home.path.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(home).acquire()  # one `recipe run` per machine
+    lock = lock_when_free(home, say=lambda line: click.echo(line, err=True))
+    session = lock.session  # this machine's: its processes watch its `recipe run`
     try:
         write_pointer(home.path, keep_prepared(prepared, home.path))
         point = resume_point_of(settings.output_dir) if resume else None
@@ -202,7 +206,7 @@ def run_other_machine(
             write_base(settings, home.base)
         where = f"machine {settings.machine_rank} of {settings.num_machines}"
         click.echo(f"{where}: training; $ {shell_command(argv)}", err=True)
-        code, _ = train_under(argv, home)
+        code, _ = train_under(argv, home, session, lock)
     finally:
         lock.release()
     if code != 0:
@@ -288,6 +292,7 @@ def continue_from(run_dir, settings) -> Path:
     from runner.run.checkpoints import resume_point, set_aside_incomplete
     from runner.run.directory import RunDirError
     from runner.run.resume import SAFE_ON_RESUME, resume_differences
+    from runner.run.session import settle_earlier
 
     if run_dir.resolved.is_file():
         changed = resume_differences(run_dir.read_resolved(), settings.resolved)
@@ -298,6 +303,7 @@ def continue_from(run_dir, settings) -> Path:
                 f"(another output_dir, or --overwrite). Safe to change on resume: "
                 f"{', '.join(SAFE_ON_RESUME)}"
             )
+    settle_earlier(run_dir)  # a session that ended without a record is `stale`
     point = resume_point(run_dir)
     if point is None:
         raise RunDirError(
@@ -313,7 +319,7 @@ def continue_from(run_dir, settings) -> Path:
     return point.checkpoint
 
 
-def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> None:
+def prepare(run_dir, checked, placement, argv, prepared, overrides, point, session) -> None:
     """Write the run's record, its accelerate (and DeepSpeed) config, where its prepared
     data is and, for a model.config or GGUF recipe, the base model it starts from
     (runner.expand.model.save_base_model) before anything trains."""
@@ -326,7 +332,7 @@ def prepare(run_dir, checked, placement, argv, prepared, overrides, point) -> No
     resume = ResumePoint(point) if point is not None else None
     prepared = keep_prepared(prepared, run_dir.path)
     write_pointer(run_dir.path, prepared)
-    record_start(run_dir, checked, argv, prepared, overrides, resume)
+    record_start(run_dir, checked, argv, prepared, overrides, resume, session)
     settings = checked.settings
     write_launch_files(settings, placement, run_dir.path)
     stray = stray_default_config()
@@ -354,17 +360,27 @@ def write_base(settings, base: Path) -> None:
         click.echo(f"model: {base} written in {time.perf_counter() - started:.1f} s", err=True)
 
 
-def finish(run_dir, code: int, interrupts: int) -> str:
+def finish(run_dir, code: int, interrupts: int, session: str) -> str:
     """The summary of a run that succeeded; RunStopped / UserError for one that did not."""
     from runner.run.directory import now
-    from runner.run.record import resume_command, summary_line
+    from runner.run.record import resume_command, stop_record, summary_line
+    from runner.run.session import close_session, is_current, last_logged_step
 
+    if not is_current(run_dir, session):
+        raise UserError(
+            f"{run_dir.path}: another session of this run has started (see run.json's "
+            "sessions); this one's training processes stopped without writing"
+        )
     record = run_dir.read_run()
     status = record.get("status")
     if status == "succeeded" and code == 0:
         return summary_line(run_dir.update_run(exit_code=0))
     if status == "running" and interrupts > 1:
-        record = run_dir.update_run(status="interrupted", exit_code=code, finished_at=now())
+        why, step = "a second interrupt stopped it at once", last_logged_step(run_dir)
+        record = close_session(
+            run_dir, session, "interrupted", why, step, exit_code=code, finished_at=now(),
+            stopped=stop_record(run_dir, step, why),
+        )  # fmt: skip
         status = "interrupted"
     if status == "interrupted":
         stopped = record.get("stopped") or {}
@@ -383,6 +399,10 @@ def finish(run_dir, code: int, interrupts: int) -> str:
             f"Nothing after that was saved; the last good checkpoint is {good}. Likely: {causes}",
             3,
         )
-    run_dir.update_run(status="failed", exit_code=code, finished_at=now())
     reason = record.get("error") or f"exit code {code}; see the output above"
+    if status == "failed":
+        run_dir.update_run(exit_code=code)  # the training process recorded why
+    else:
+        first = str(reason).splitlines()[0]
+        close_session(run_dir, session, "failed", first, None, exit_code=code, finished_at=now())
     raise UserError(f"training failed: {reason}\nRun directory: {run_dir.path}")

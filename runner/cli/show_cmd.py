@@ -2,14 +2,15 @@
 
 `--as sft|lora|bnb` prints the keyword arguments from runner.expand.library_kwargs,
 computed without importing the libraries; `--as launch` prints exactly the command
-`recipe run` executes on this machine.
+`recipe run` executes: on this machine, or for a GPU recipe on a machine without a GPU,
+on the recipe's hardware (one line on stderr says so).
 """
 
 from __future__ import annotations
 
 import click
 
-from runner.cli.options import SET_OPTION, checked_recipe
+from runner.cli.options import SET_OPTION, checked_recipe, echo_missing_gpu
 from runner.errors import UserError
 from runner.recipe.load import dump_yaml
 
@@ -65,9 +66,12 @@ def show(recipe: str, overrides: tuple[str, ...], as_: str, cpu: bool) -> None:
         click.echo(dump_yaml(settings.resolved), nl=False)
         return
     if as_ == "launch":
-        from runner.expand.launch import launch_command, shell_command
+        from runner.expand.launch import launch_argv, shell_command
+        from runner.expand.placement import choose_placement, gpu_available
 
-        click.echo(shell_command(launch_command(settings, force_cpu=cpu)))
+        placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=cpu)
+        echo_missing_gpu(settings, placement)
+        click.echo(shell_command(launch_argv(settings, placement)))
         return
     from runner.expand import library_kwargs
 

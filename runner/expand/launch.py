@@ -5,8 +5,9 @@ assert it exactly. Everything accelerate needs is in the run's own config file
 (runner.expand.engines, written by `write_launch_files`); the command line adds only the
 mixed precision, the CPU threads per process and what the user puts after `--` (last, so
 it wins).
-`launch_command` decides the placement on this machine first; it is what `recipe run`
-executes and what `recipe show --as launch` and `recipe run --dry-run` print.
+With the placement `recipe run` decides (runner.expand.placement.choose_placement), it
+is what `recipe run` executes and what `recipe show --as launch`, `recipe run --dry-run`
+and `--print-launch` print.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from runner.expand.engines import (
     deepspeed_config,
     launch_home,
 )
-from runner.expand.placement import Placement, choose_placement, gpu_available, mixed_precision
+from runner.expand.placement import Placement, mixed_precision
 from runner.recipe.load import dump_yaml
 from runner.recipe.settings import Settings
 
@@ -73,18 +74,6 @@ def write_launch_files(settings: Settings, placement: Placement, run_dir: Path) 
     ds = deepspeed_config(settings)
     if ds is not None:
         (run_dir / DEEPSPEED_CONFIG).write_text(json.dumps(ds, indent=2) + "\n")
-
-
-def launch_command(
-    settings: Settings,
-    *,
-    force_cpu: bool = False,
-    extra: Sequence[str] = (),
-    resume: Path | None = None,
-) -> list[str]:
-    """The argv `recipe run` executes on this machine (placement decided here, once)."""
-    placement = choose_placement(settings, gpu_here=gpu_available(), force_cpu=force_cpu)
-    return launch_argv(settings, placement, extra=extra, resume=resume)
 
 
 def executable_argv(argv: list[str]) -> list[str]:

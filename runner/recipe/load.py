@@ -91,6 +91,7 @@ def dump_yaml(data: Any) -> str:
         type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
     )
     yaml.representer.add_representer(str, _represent_text)
+    yaml.width = 4096  # a long value (a path in site-packages) stays on its key's line
     stream = io.StringIO()
     yaml.dump(data, stream)
     return stream.getvalue()

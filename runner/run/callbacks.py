@@ -88,9 +88,12 @@ def run_callbacks(
     data: TrainingData,
     resume: Path | None = None,
     memory_cap: Any = None,
+    lifeline: Any = None,
 ) -> RunCallbacks:
     """The callbacks a recipe asks for (`resume`: the checkpoint this session resumes;
-    `memory_cap`: what --cap-memory did, runner.run.memory_cap.MemoryCap)."""
+    `memory_cap`: what --cap-memory did, runner.run.memory_cap.MemoryCap; `lifeline`:
+    this process's watch on its `recipe run`, and its run session, which the guard
+    reads, runner.run.lifeline)."""
     earlier = progress_of(resume) if resume is not None else {}
     clock = TrainingClock(earlier.get("seconds") or 0.0, earlier.get("cpu_seconds") or 0.0)
     meter = RunMeter(
@@ -101,7 +104,13 @@ def run_callbacks(
         MetricsFileCallback(run.metrics),
         clock,
         meter,
-        RunGuard(run, settings, first_logged_loss(run) if resume is not None else None),
+        RunGuard(
+            run,
+            settings,
+            first_logged_loss(run) if resume is not None else None,
+            lifeline=lifeline,
+            session=lifeline.session if lifeline is not None else None,
+        ),
         CheckpointProgress(run, clock, meter),
         LiveProgress(),
         resumed_from=step_of(resume) if resume is not None else None,

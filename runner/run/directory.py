@@ -1,7 +1,7 @@
 """The run directory (the recipe's output_dir): what a run writes, and where.
 
 .recipe-run             the marker: written first, the only proof a folder is a run
-.recipe-run.lock        held (fcntl) by the `recipe run` that is using the directory
+.recipe-run.lock        the run lock: held by the run's `recipe run` and training processes
 recipe.yaml             the recipe as given (byte for byte)
 recipe.resolved.yaml    the resolved recipe (defaults, --set values, absolute paths)
 run.json                provenance and outcome (see docs/run-directory.md)
@@ -221,15 +221,21 @@ class RunDirectory:
 
     def status(self) -> str:
         """The run's status as it is now: run.json's, except `stale` for a run that says
-        `running` while the process that ran it is gone (killed, or the machine died)."""
+        `running` while no process of it lives (killed, or the machine died): nothing
+        holds its lock (runner.run.lock), or, without a lock file, its `recipe run`
+        (`pid` on `host`) is gone. Not for a process that holds the lock."""
+        from runner.run.lock import holder
+
         if not self.run_json.is_file():
             return "unknown"
         record = self.read_run()
         status = str(record.get("status", "unknown"))
         pid, host = record.get("pid"), record.get("host")
-        if status == "running" and isinstance(pid, int) and host == this_host():
-            return status if process_alive(pid) else "stale"
-        return status
+        if status != "running" or host not in (None, this_host()):
+            return status  # another machine's run: it cannot be seen from here
+        if self.lock_file.is_file():
+            return status if holder(self.lock_file) is not None else "stale"
+        return status if isinstance(pid, int) and process_alive(pid) else "stale"
 
     def write_run(self, record: dict[str, Any]) -> None:
         """Write run.json atomically (a crash never leaves half a file), as strict JSON."""

@@ -9,20 +9,21 @@ The runner never deletes or overwrites what it did not write:
   or the filesystem root; only the runner's entries are deleted;
 - `--resume` needs a run directory with a checkpoint.
 
-One `recipe run` at a time per folder: an exclusive `fcntl` lock on `.recipe-run.lock`,
-held for the life of the run (the kernel releases it when the process dies, however it
-dies). The lock file names the holder (pid, host), so a second run says who has it.
+One run at a time per folder: the run lock (runner.run.lock), held by the session's
+`recipe run` and by each of its training processes for as long as any of them lives (the
+kernel releases it when a process dies, however it dies). A second `recipe run`,
+`--resume` or `--overwrite` refuses, naming the holder (pid, host, since when), except
+when what holds it are the training processes of a `recipe run` that was killed: they
+are saving a checkpoint and stopping (runner.run.lifeline), so it waits for them.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shutil
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO
 
 from runner import __version__
 from runner.run.directory import (
@@ -33,51 +34,90 @@ from runner.run.directory import (
     now,
     this_host,
 )
+from runner.run.lifeline import STOP_GRACE_SECONDS, start_time
+from runner.run.lock import Holder, LockFile
+from runner.run.session import new_session_id
 
 MAX_LISTED = 5
+WAIT_MARGIN_SECONDS = 30  # beyond the stopping processes' own grace
+
+
+class RunBusy(RunDirError):
+    """The run directory is locked by a live process of another session."""
+
+    def __init__(self, run: RunDirectory, holder: Holder, waited: float = 0.0) -> None:
+        self.holder = holder
+        if waited:
+            message = (
+                f"{run.path} is still in use by {holder.describe()}: it did not stop within "
+                f"{waited:.0f} s; stop it (kill {holder.pid or holder.runner_pid}) and try again"
+            )
+        else:
+            message = (
+                f"{run.path} is in use by another run session ({holder.describe()}); wait "
+                "for it to finish or stop it, or choose another output_dir with "
+                "--set output_dir=..."
+            )
+        super().__init__(message)
 
 
 class RunLock:
-    """An exclusive lock on a run directory, released by `release()` or process exit."""
+    """A session's lock on a run directory (`recipe run`'s part: byte 0), released by
+    `release()` or process exit."""
 
-    def __init__(self, run: RunDirectory) -> None:
+    def __init__(self, run: RunDirectory, session: str | None = None) -> None:
         self.run = run
-        self.handle: IO[str] | None = None
+        self.session = session or new_session_id()  # the session this lock starts
+        self.file = LockFile(run.lock_file)
 
     def acquire(self) -> RunLock:
-        """Take the lock, or RunDirError naming the `recipe run` that holds it."""
-        handle = open(self.run.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 (held)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = _holder(handle.read())
-            handle.close()
-            raise RunDirError(
-                f"{self.run.path} is in use by another `recipe run` ({holder}); wait for it "
-                "to finish or stop it, or choose another output_dir with --set output_dir=..."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": this_host(), "since": now()}))
-        handle.flush()
-        self.handle = handle
+        """Take the lock, or RunBusy naming a process that holds it."""
+        info = {
+            "session": self.session,
+            "pid": os.getpid(),
+            "started": start_time(os.getpid()),
+            "host": this_host(),
+            "since": now(),
+        }
+        if not self.file.take_run(info):
+            holder = self.file.others() or Holder(pid=None)
+            self.file.release()
+            raise RunBusy(self.run, holder)
         return self
 
+    def others(self) -> Holder | None:
+        """A process other than this one that holds the lock: a training process."""
+        return self.file.others()
+
     def release(self) -> None:
-        if self.handle is not None:
-            self.handle.truncate(0)
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
+        self.file.release()
 
 
-def _holder(text: str) -> str:
-    try:
-        info = json.loads(text)
-        return f"pid {info['pid']} on {info['host']} since {info['since']}"
-    except (ValueError, KeyError, TypeError):
-        return "a process that did not say who it is"
+def lock_when_free(
+    run: RunDirectory, session: str | None = None, say: Callable[[str], None] | None = None
+) -> RunLock:
+    """The run's lock; when the training processes of a killed `recipe run` hold it,
+    after they have saved and stopped (at most STOP_GRACE_SECONDS and a margin)."""
+    session = session or new_session_id()
+    deadline = None
+    while True:
+        try:
+            return RunLock(run, session).acquire()
+        except RunBusy as busy:
+            # nobody named: the holder ended between the two looks; try again
+            vanished = busy.holder.pid is None and busy.holder.runner_pid is None
+            if not (vanished or busy.holder.runner_gone()):
+                raise
+            if deadline is None:
+                deadline = time.monotonic() + STOP_GRACE_SECONDS + WAIT_MARGIN_SECONDS
+                if say is not None and not vanished:
+                    say(
+                        f"waiting for {busy.holder.describe()}: its run was killed, and it "
+                        "is saving a checkpoint and stopping"
+                    )
+            elif time.monotonic() > deadline:
+                raise RunBusy(run, busy.holder, STOP_GRACE_SECONDS + WAIT_MARGIN_SECONDS) from None
+            time.sleep(0.2)
 
 
 def claim_run_dir(
@@ -86,10 +126,13 @@ def claim_run_dir(
     overwrite: bool,
     resume: bool,
     protected: Iterable[Path] = (),
+    session: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[RunDirectory, RunLock]:
-    """Check that `path` can take this run, lock it, and prepare it (see the module
-    docstring). `protected` are paths the run directory must never contain (the recipe
-    file, its local data)."""
+    """Check that `path` can take this run, lock it for `session` (a new one by
+    default: `lock.session`), and prepare it (see the module docstring). `protected` are
+    paths the run directory must never contain (the recipe file, its local data); `say`
+    tells the user what is waited for."""
     run = RunDirectory(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path} exists and is not a folder; choose another output_dir")
@@ -100,7 +143,7 @@ def claim_run_dir(
     if not entries:
         path.mkdir(parents=True, exist_ok=True)
         run.write_marker(__version__)
-    lock = RunLock(run).acquire()
+    lock = lock_when_free(run, session, say)
     try:
         _check_use(run, entries=bool(entries), overwrite=overwrite, resume=resume)
         if entries and overwrite:

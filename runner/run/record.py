@@ -1,7 +1,8 @@
 """A run's record in run.json: what it was made from, how it ended, and the summary line.
 
-`record_start` (by `recipe run`, before launch), `record_success` / `record_stop` (by
-the training process's main rank: succeeded, or diverged / interrupted), `final_metrics`,
+`record_start` (by `recipe run`, before launch: a new session, runner.run.session),
+`record_success` / `record_stop` / `record_early_stop` (by the training process's main
+rank: succeeded, or diverged / interrupted, each closing its session), `final_metrics`,
 `summary_line`, and `translate_error` for the library failures a user can fix. run.json
 is strict JSON: a non-finite number is written as null.
 """
@@ -21,13 +22,16 @@ def record_start(
     prepared: Any,
     overrides: tuple[str, ...],
     resume: Any = None,
+    session: str = "",
 ) -> None:
     """Write the recipe as given and resolved, and run.json with its provenance, before
-    training starts (on resume: the resumed-from step, earlier fields kept)."""
+    training starts: `session` opens in its `sessions` (on resume: from the checkpoint,
+    earlier fields and sessions kept, the last stop cleared)."""
     import os
 
     from runner.recipe.load import dump_yaml
     from runner.run.directory import library_versions, now, this_host
+    from runner.run.session import open_session
 
     recipe, settings = checked.recipe, checked.settings
     if not run.recipe.is_file():
@@ -35,9 +39,7 @@ def record_start(
     run.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
     resolved = settings.resolved
     earlier = run.read_run() if resume is not None and run.run_json.is_file() else {}
-    if resume is not None:
-        resumes = [*earlier.get("resumes", []), {"from_step": resume.step, "at": now()}]
-        run.update_run(resumes=resumes, error=None, stopped=None)
+    sessions = open_session(earlier, session, os.getpid(), this_host(), resume)
     run.update_run(
         name=settings.name,
         revision=resolved["revision"],
@@ -59,6 +61,10 @@ def record_start(
         rows=prepared.rows,
         data_cache=prepared.pointer(prepared.seconds),
         plan=plan_record(checked),
+        sessions=sessions,
+        stopped=None,
+        error=None,
+        exit_code=None,
     )
 
 
@@ -235,6 +241,7 @@ def record_success(
     (main process only)."""
     from runner.run.directory import now
     from runner.run.metrics import plot_loss, read_metrics
+    from runner.run.session import close_session
 
     records = read_metrics(run.metrics)
     plot_loss(records, run.loss_plot, title=settings.name)
@@ -249,8 +256,12 @@ def record_success(
         len(meter.processes),
         gpu_peak_tflops(meter.device),
     )
-    run.update_run(
-        status="succeeded",
+    close_session(
+        run,
+        callbacks.guard.session,
+        "succeeded",
+        None,
+        int(trainer.state.global_step),
         finished_at=now(),
         metrics=final_metrics(
             records,
@@ -286,25 +297,56 @@ def resume_command(record: dict[str, Any]) -> str:
 
 def record_stop(run: Any, settings: Any, trainer: Any, callbacks: Any) -> int:
     """Record a run the guard stopped (diverged or interrupted); its exit code."""
-    from runner.run.checkpoints import resume_point
     from runner.run.directory import now
     from runner.run.guard import DIVERGED_EXIT, INTERRUPTED_EXIT, likely_causes
     from runner.run.metrics import plot_loss, read_metrics
+    from runner.run.session import close_session
 
     guard = callbacks.guard
     plot_loss(read_metrics(run.metrics), run.loss_plot, title=settings.name)
-    point = resume_point(run)
-    stopped: dict[str, Any] = {
-        "step": guard.step,
-        "last_good_checkpoint": str(point.checkpoint) if point else None,
-    }
+    stopped = stop_record(run, guard.step, guard.why)
     if guard.reason == "diverged":
         stopped.update(seen=guard.divergence, likely_causes=likely_causes(settings))
-    else:
-        stopped["resume"] = resume_command(run.read_run())
+        stopped.pop("resume")
     memory = memory_record(run.read_run().get("plan"), callbacks.meter)
-    run.update_run(status=guard.reason, finished_at=now(), stopped=stopped, memory=memory)
+    close_session(
+        run,
+        guard.session,
+        guard.reason,
+        guard.why if guard.reason == "interrupted" else guard.divergence,
+        guard.step,
+        finished_at=now(),
+        stopped=stopped,
+        memory=memory,
+    )
     return DIVERGED_EXIT if guard.reason == "diverged" else INTERRUPTED_EXIT
+
+
+def stop_record(run: Any, step: int | None, reason: str | None) -> dict[str, Any]:
+    """run.json's `stopped` for a run that stopped early: the step, why, the newest
+    complete checkpoint and the command that continues from it."""
+    from runner.run.checkpoints import resume_point
+
+    point = resume_point(run)
+    return {
+        "step": step,
+        "reason": reason,
+        "last_good_checkpoint": str(point.checkpoint) if point else None,
+        "resume": resume_command(run.read_run()),
+    }
+
+
+def record_early_stop(run: Any, session: str | None, reason: str, resume: Any = None) -> None:
+    """Record a session whose `recipe run` ended before training began (nothing to
+    save): interrupted at the step it would have started from."""
+    from runner.run.checkpoints import step_of
+    from runner.run.directory import now
+    from runner.run.session import close_session
+
+    step = step_of(resume) if resume is not None else 0
+    why = f"{reason} before training began"
+    stopped = stop_record(run, step, why)
+    close_session(run, session, "interrupted", why, step, finished_at=now(), stopped=stopped)
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
