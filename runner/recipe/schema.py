@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from runner import SCHEMAS_DIR
 
 SCHEMA_PATH = SCHEMAS_DIR / "recipe-v1.schema.json"
+MODELINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)", re.MULTILINE)
+"""The first-line comment that points editors at the schema."""
+
+
+def modeline_schema(text: str, folder: Path) -> tuple[str, Path | None] | None:
+    """(the `$schema` target as written, the file it names from `folder`) of a recipe's
+    modeline; the path is None for a URL; None without a modeline."""
+    match = MODELINE.search(text)
+    if match is None:
+        return None
+    target = match.group(1)
+    if "://" in target:
+        return target, None
+    return target, folder / Path(target).expanduser()
 
 
 @functools.cache
