@@ -22,9 +22,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from runner import RECIPES_DIR, SCHEMAS_DIR, TEMPLATES_DIR
 from runner.errors import UserError
 from runner.recipe.catalog import find_recipe
-from runner.recipe.load import load_recipe, round_trip_yaml
+from runner.recipe.load import load_recipe
 from runner.recipe.resolve import looks_local
 from runner.recipe.schema import MODELINE, SCHEMA_PATH
+from runner.recipe.yaml_dialect import round_trip_yaml
 
 SHIPPED_FOLDERS = (RECIPES_DIR, SCHEMAS_DIR, TEMPLATES_DIR)
 # Keys of a data source that describe one particular dataset; dropped when --data

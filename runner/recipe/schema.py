@@ -73,6 +73,16 @@ def walk_keys(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dic
             yield from walk_keys(inner, key + ".")
 
 
+@functools.cache
+def key_homes() -> dict[str, tuple[str, ...]]:
+    """Every documented key name -> the dotted keys it is, anywhere in a recipe
+    (`optim` -> `training.optim`; `patience` -> early_stopping's and divergence's)."""
+    homes: dict[str, list[str]] = {}
+    for key, _ in walk_keys(load_schema()):
+        homes.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    return {name: tuple(keys) for name, keys in homes.items()}
+
+
 def _nested(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     if isinstance(node.get("items"), dict):

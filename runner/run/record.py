@@ -29,7 +29,7 @@ def record_start(
     earlier fields and sessions kept, the last stop cleared)."""
     import os
 
-    from runner.recipe.load import dump_yaml
+    from runner.recipe.yaml_dialect import dump_yaml
     from runner.run.directory import library_versions, now, this_host
     from runner.run.session import open_session
 
