@@ -23,11 +23,16 @@ def shipped_folder(name: str) -> Path:
     The repository keeps them at its top level, the one source; the wheel carries them
     inside the package as runner/shipped/<name>/ (pyproject.toml maps one onto the
     other). So an installed wheel answers runner/shipped/<name>, and a checkout or an
-    editable install, which has no such folder, answers <checkout>/<name>.
+    editable install, which has no such folder, answers <checkout>/<name>. A folder
+    beside an installed package (site-packages/recipes, another distribution's) is
+    never taken for ours: the checkout is known by its pyproject.toml.
     """
     package = _package_folder()
     installed = package / "shipped" / name
-    return installed if installed.is_dir() else package.parent / name
+    checkout = package.parent
+    if installed.is_dir() or not (checkout / "pyproject.toml").is_file():
+        return installed
+    return checkout / name
 
 
 PACKAGE_DIR = _package_folder()
