@@ -88,6 +88,14 @@ def make_plan(settings: Settings, card: Card | None = None) -> Plan:
     return dataclasses.replace(plan, changes=tuple(fitting_changes(arch, setup, plan.capacity)))
 
 
+def plan_or_error(settings: Settings, card: Card | None = None) -> Plan | PlanError:
+    """`make_plan`, or the PlanError that says why the recipe cannot be planned."""
+    try:
+        return make_plan(settings, card)
+    except PlanError as exc:
+        return exc
+
+
 def plan_epoch(plan: Plan, tokens: int) -> EpochTime | None:
     """Time per epoch of `tokens` training tokens on the plan's card (None without one)."""
     if plan.card is None or plan.card.bf16_tflops <= 0:
