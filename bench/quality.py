@@ -42,7 +42,7 @@ GIB = 1024**3
 def variant(method: str, folder: Path) -> Path:
     """The shipped recipe for `method` (full, lora or qlora), written into `folder`."""
     from runner import RECIPES_DIR
-    from runner.recipe.load import round_trip_yaml
+    from runner.recipe.yaml_dialect import round_trip_yaml
 
     recipe = round_trip_yaml().load((RECIPES_DIR / f"{RECIPE}.yaml").read_text(encoding="utf-8"))
     recipe["method"] = method

@@ -42,7 +42,7 @@ PROMPTS = [
 def derived(folder: Path, method: str = "lora", **training) -> Path:
     """The shipped recipe with a test budget: 16 steps of 8 rows, 32 held-out rows,
     a checkpoint every 8 steps; `method` full or qlora swaps the blocks it needs."""
-    from runner.recipe.load import round_trip_yaml
+    from runner.recipe.yaml_dialect import round_trip_yaml
 
     recipe = round_trip_yaml().load(SHIPPED.read_text(encoding="utf-8"))
     recipe["name"] = f"smollm2-{method}-test"

@@ -27,7 +27,7 @@ from runner.cli.options import (
 )
 from runner.cli.supervise import train_under
 from runner.errors import UserError
-from runner.recipe.load import dump_yaml
+from runner.recipe.yaml_dialect import dump_yaml
 
 
 class RunStopped(UserError):

@@ -250,6 +250,6 @@ class RunDirectory:
         return record
 
     def read_resolved(self) -> dict[str, Any]:
-        from runner.recipe.load import round_trip_yaml, to_plain
+        from runner.recipe.yaml_dialect import round_trip_yaml, to_plain
 
         return to_plain(round_trip_yaml().load(self.resolved.read_text(encoding="utf-8")))
