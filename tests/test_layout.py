@@ -136,3 +136,17 @@ def test_recipe_run_runs_a_shipped_recipe_in_place_from_the_checkout(tmp_path) -
     assert "demo-uppercase succeeded; 3 steps" in done.stdout
     record = json.loads((out / "run.json").read_text())
     assert record["recipe_path"] == str(RECIPES_DIR / "demo-uppercase.yaml")
+
+
+def test_no_function_in_runner_is_over_60_lines():
+    """STYLE: a function a reader takes in at once; a longer one is split by what it does."""
+    import ast
+
+    long = []
+    for path in sorted((REPO / "runner").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length})")
+    assert not long, long
