@@ -127,7 +127,7 @@ POINTS: list[tuple[str, str, dict[str, Any]]] = [
 
 def load_recipe_data(name: str) -> dict[str, Any]:
     """The shipped recipe as plain data (ruamel when installed, else PyYAML)."""
-    path = ROOT / "runner" / "shipped" / "recipes" / f"{name}.yaml"
+    path = ROOT / "recipes" / f"{name}.yaml"
     try:
         from runner.recipe.load import load_recipe
 
@@ -183,9 +183,7 @@ def run_point(name: str, smoke: bool, steps: int, warmup: int) -> dict[str, Any]
         data = smoke_data(data)
     config = point_config(data)
     arch = architecture_from_config(config)
-    setup = setup_from_settings(
-        Settings(resolve_recipe(data, ROOT / "runner" / "shipped" / "recipes"))
-    )
+    setup = setup_from_settings(Settings(resolve_recipe(data, ROOT / "recipes")))
     estimate = estimate_memory(arch, setup)
     card = CARDS[data["hardware"]["gpu"]]
     cuda = torch.cuda.is_available() and not smoke

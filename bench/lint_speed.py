@@ -44,12 +44,12 @@ def main() -> None:
     args = parser.parse_args()
     recipe = shutil.which("recipe")
     lint = (
-        [recipe, "lint", "runner/shipped/recipes/"]
+        [recipe, "lint", "recipes/"]
         if recipe
-        else [sys.executable, "-m", "runner.cli", "lint", "runner/shipped/recipes/"]
+        else [sys.executable, "-m", "runner.cli", "lint", "recipes/"]
     )
     cases = {
-        "recipe lint runner/shipped/recipes/": lint,
+        "recipe lint recipes/": lint,
         'python -c "import trl"': [sys.executable, "-c", "import trl"],
         "from trl import SFTTrainer": [sys.executable, "-c", "from trl import SFTTrainer"],
         'python -c "pass"': [sys.executable, "-c", "pass"],
@@ -60,7 +60,7 @@ def main() -> None:
     print(f"{'command':38} {'median s':>9} {'min s':>7}   ({args.repeat} runs each)")
     for name, times in results.items():
         print(f"{name:38} {statistics.median(times):9.3f} {min(times):7.3f}")
-    lint_median = statistics.median(results["recipe lint runner/shipped/recipes/"])
+    lint_median = statistics.median(results["recipe lint recipes/"])
     trl_median = statistics.median(results['python -c "import trl"'])
     sft_median = statistics.median(results["from trl import SFTTrainer"])
     print(f"lint / import trl = {lint_median / trl_median:.3f}")

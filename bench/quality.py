@@ -42,7 +42,7 @@ GIB = 1024**3
 def variant(method: str, folder: Path) -> Path:
     """The shipped recipe for `method` (full, lora or qlora), written into `folder`."""
     from runner import RECIPES_DIR
-    from runner.recipe.load import round_trip_yaml
+    from runner.recipe.yaml_dialect import round_trip_yaml
 
     recipe = round_trip_yaml().load((RECIPES_DIR / f"{RECIPE}.yaml").read_text(encoding="utf-8"))
     recipe["method"] = method
@@ -184,13 +184,15 @@ def main() -> None:
 
 def write_page(path: Path, rows: list[dict], machine: str, before: str, after: str, sets) -> None:
     command = " ".join(["python bench/quality.py", *(f"--set {s}" for s in sets)])
+    command += " --copy-check" if any(r["method"].startswith("copy") for r in rows) else ""
     path.write_text(
         f"""# Quality: full, LoRA and QLoRA of a real model on the shipped task
 
 Written by `{command} --write {path}` on {time.strftime("%Y-%m-%d")}.
 
 SmolLM2-135M-Instruct (134.5 M parameters, read from its GGUF file and dequantized to
-float32), the `{RECIPE}` recipe's task (dates rewritten as YYYY-MM-DD) and budget,
+float32; trained in bf16 autocast, as the recipe asks, where the CPU computes bf16
+natively, else in float32), the `{RECIPE}` recipe's task (dates rewritten as YYYY-MM-DD) and budget,
 held-out rows it never trains on. `full` trains every weight at learning rate
 {FULL_LEARNING_RATE:g} (the recipe's LoRA rate would wreck a full fine-tune); `qlora` adds
 NF4 4-bit quantization (double quantized, computing in float32) under the same adapter.
@@ -198,6 +200,9 @@ Exact match is greedy generation compared with the reference; eval loss is on th
 trained (answer) tokens. "training" is the training loop alone, "whole run" the command
 from start to exit (dequantizing the GGUF file, preparing data, the exact match and eval
 passes before and after). Peak memory is the training process's peak resident set.
+`copy: times` (with `--copy-check`) is the recipe copied by `recipe new --from
+{RECIPE} --data times.jsonl` onto another task (12-hour clock times rewritten as
+24-hour HH:MM) with no other edit: a user's copy learning its own task at the same budget.
 
 Machine: {machine}. Load average before {before}, after {after} (1, 5, 15 minutes).
 

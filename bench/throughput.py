@@ -72,7 +72,7 @@ def alpaca_lengths() -> list[tuple[int, int]]:
 
     if not ALPACA.is_file() or not LLAMA2_TOKENIZER.is_dir():
         sys.exit(f"needs the real-data fixtures: {ALPACA} and {LLAMA2_TOKENIZER} (../shared)")
-    template = json.loads((REPO / "runner/shipped/templates/alpaca.json").read_text())
+    template = json.loads((REPO / "templates" / "alpaca.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(LLAMA2_TOKENIZER)
     pairs = []
     for row in json.loads(ALPACA.read_text()):

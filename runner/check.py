@@ -12,7 +12,8 @@ command line prints.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from runner.recipe.resolve import resolve_recipe
 from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
-    from runner.plan.verdict import Plan
+    from runner.plan.verdict import Plan, PlanError
 
 
 @dataclass
@@ -38,9 +39,10 @@ class Checked:
 
     `recipe` is None when the file could not be loaded; `data` is the migrated data as
     written; `settings` (with `.resolved`) exists once the recipe is schema-valid, even
-    when rules found errors; `plan` is the memory plan against the card checked (made
-    once: by the hardware rules, or on first use); `rows` is what becomes of every data
-    row (runner.data.truncation.RowCounts.record), when `read_data` could count them.
+    when rules found errors; `plan_or_error` is the memory plan against the card checked,
+    made once, on first use (by the hardware rules, `recipe plan` or the run record);
+    `rows` is what becomes of every data row (runner.data.truncation.RowCounts.record),
+    when `read_data` could count them.
     """
 
     recipe: Recipe | None
@@ -48,16 +50,23 @@ class Checked:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     context: RuleContext | None = None
     rows: dict[str, Any] | None = None
+    planner: Callable[[], Plan | PlanError] | None = None
 
     @property
     def settings(self) -> Settings | None:
         return self.context.settings if self.context is not None else None
 
+    @property
+    def plan_or_error(self) -> Plan | PlanError | None:
+        """The memory plan, why it cannot be made, or None without settings."""
+        return self.planner() if self.planner is not None else None
+
     def require_plan(self) -> Plan:
         """The memory plan of a schema-valid recipe; RecipeError when its architecture
         is unknown (pointing at model.id)."""
-        assert self.context is not None and self.recipe is not None
-        plan = self.context.plan_or_error
+        assert self.recipe is not None
+        plan = self.plan_or_error
+        assert plan is not None, "require_plan on a recipe with no settings"
         if isinstance(plan, Exception):
             raise RecipeError(
                 [self.recipe.diagnostic("plan-model", plan.keypath, str(plan), plan.hint)]
@@ -120,7 +129,8 @@ def check_recipe(
     if has_errors(diagnostics):
         return Checked(recipe, data, sort_diagnostics(diagnostics))
     settings = Settings(resolve_recipe(data, recipe.directory, cwd), trust_remote_code)
-    ctx = RuleContext(recipe, data, settings, card, read_data=read_data)
+    planner = _planner(settings, card if card is not None else settings.card)
+    ctx = RuleContext(recipe, data, settings, card, read_data=read_data, planner=planner)
     diagnostics += run_rules(ctx, settings_rules())
     rows = None
     if read_data and not has_errors(diagnostics):
@@ -130,7 +140,20 @@ def check_recipe(
         if not has_errors(diagnostics):
             found, rows = count_rows(ctx)  # imports the tokenizer's libraries: --data only
             diagnostics += found
-    return Checked(recipe, data, sort_diagnostics(diagnostics), ctx, rows)
+    return Checked(recipe, data, sort_diagnostics(diagnostics), ctx, rows, planner)
+
+
+def _planner(settings: Settings, card: Card | None) -> Callable[[], Plan | PlanError]:
+    """The recipe's memory plan against `card`, made on first call and kept: the one
+    plan the hardware rules judge, `recipe plan` prints and a run records."""
+
+    @functools.cache
+    def plan() -> Plan | PlanError:
+        from runner.plan.verdict import plan_or_error  # the estimator only when asked
+
+        return plan_or_error(settings, card)
+
+    return plan
 
 
 def _shown(path: Path) -> Path:

@@ -16,8 +16,9 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from runner.data.prepare import training_data
+from runner.data.prepared import training_data
 from runner.expand.library_kwargs import lora_kwargs
 from runner.expand.model import load_model
 from runner.expand.placement import Placement
@@ -25,6 +26,7 @@ from runner.expand.targets import adapted, module_kinds, require_targets
 from runner.expand.tokenizer import load_tokenizer
 from runner.expand.training import run_sft_kwargs
 from runner.logs import log_file_of, quiet_libraries
+from runner.recipe.settings import Settings
 from runner.run.directory import RunDirectory, now
 from runner.run.lifeline import SESSION, Lifeline
 from runner.run.memory_cap import apply_memory_cap
@@ -111,10 +113,6 @@ def train(
     trust_remote_code: bool = False,
     lifeline: Lifeline | None = None,
 ) -> int:
-    from peft import LoraConfig
-    from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
-
     from runner.run.callbacks import run_callbacks
 
     settings, model_code = run_settings(run, trust_remote_code)  # and the model code allowed
@@ -130,6 +128,33 @@ def train(
     require_targets(settings, module_kinds(model), str(settings.model.get("id")))  # before PEFT
     lora = lora_kwargs(settings)
     callbacks = run_callbacks(settings, run, tokenizer, data, resume, cap, lifeline)
+    trainer = sft_trainer(settings, placement, model, tokenizer, data, callbacks)
+    if model_code is not None:  # what this process imported is what was checked
+        record_imported_code(run, model_code, write=trainer.is_world_process_zero())
+    if lora and trainer.is_world_process_zero():  # the modules PEFT adapted, and how many
+        run.update_run(adapter=adapted(trainer.model))
+
+    if settings.eval_before and resume is None:  # when to evaluate: runner.recipe.settings
+        record_baseline(run, trainer)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if callbacks.guard.reason is not None:  # diverged, or interrupted after a checkpoint
+        return (
+            record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
+        )
+    save_final(run, settings, trainer, tokenizer, result, data, callbacks)
+    return 0
+
+
+def sft_trainer(
+    settings: Settings, placement: Placement, model: Any, tokenizer: Any, data: Any, callbacks: Any
+) -> Any:
+    """TRL's SFTTrainer over the prepared data, with the run's callbacks; the screen gets
+    the progress line (runner.run.progress), not TRL's raw log dicts."""
+    from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    lora = lora_kwargs(settings)
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(
@@ -148,19 +173,16 @@ def train(
         peft_config=LoraConfig(**lora) if lora else None,
         callbacks=list(callbacks),
     )
-    trainer.remove_callback(PrinterCallback)  # its raw log dicts: the progress line instead
-    if model_code is not None:  # what this process imported is what was checked
-        record_imported_code(run, model_code, write=trainer.is_world_process_zero())
-    if lora and trainer.is_world_process_zero():  # the modules PEFT adapted, and how many
-        run.update_run(adapter=adapted(trainer.model))
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
-    if settings.eval_before and resume is None:  # when to evaluate: runner.recipe.settings
-        record_baseline(run, trainer)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if callbacks.guard.reason is not None:  # diverged, or interrupted after a checkpoint
-        return (
-            record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
-        )
+
+def save_final(
+    run: RunDirectory, settings: Settings, trainer: Any, tokenizer: Any, result: Any, data: Any,
+    callbacks: Any,
+) -> None:  # fmt: skip
+    """The final evaluation (when the recipe evaluates after training), then the model or
+    adapter with its tokenizer and template into final/, and the run's record."""
     eval_metrics = final_evaluation(trainer, settings) if settings.eval_after else {}
     if trainer.is_fsdp_enabled:  # one whole model, however the checkpoints were sharded
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
@@ -169,7 +191,6 @@ def train(
         tokenizer.save_pretrained(run.final)
         save_chat_template(run.path, tokenizer, settings.template)  # template/ in the run
         record_success(run, settings, trainer, result, eval_metrics, data, callbacks)
-    return 0
 
 
 if __name__ == "__main__":

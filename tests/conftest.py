@@ -191,7 +191,7 @@ def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
     """Write a recipe mapping as YAML."""
     import io
 
-    from runner.recipe.load import round_trip_yaml
+    from runner.recipe.yaml_dialect import round_trip_yaml
 
     stream = io.StringIO()
     round_trip_yaml().dump(recipe, stream)

@@ -1,6 +1,8 @@
 """A tiny QLoRA run (bitsandbytes' CPU 4-bit path): infer loads the base in 4-bit as it was
-trained unless told otherwise, and merge folds the adapter into the unquantized base and
-says plainly that the result differs slightly from the 4-bit-trained behaviour."""
+trained unless told otherwise; merge folds the adapter into the 4-bit weights it trained
+on, dequantized, so the merged model answers as base + adapter did in training, and
+`--qlora-base original` folds it into the unquantized base instead, saying that the result
+differs from the 4-bit-trained behaviour."""
 
 from __future__ import annotations
 
@@ -50,27 +52,53 @@ def test_infer_runs_on_the_4bit_base(qlora_run):
     assert result.exit_code == 0, result.output
 
 
-def test_merge_uses_the_unquantized_base_and_says_it_differs_from_4bit(qlora_run, tmp_path):
+def merge_logits(qlora_run, out, *args):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from runner.after.load import load_target
+    from runner.after.load import as_trained, load_target
     from runner.after.prompts import format_prompt
     from runner.after.target import find_target
 
-    out = tmp_path / "merged"
     result = CliRunner().invoke(
-        main, ["merge", str(qlora_run), "--out", str(out), "--dtype", "float32"]
+        main, ["merge", str(qlora_run), "--out", str(out), "--dtype", "float32", *args]
     )
     assert result.exit_code == 0, result.output
-    assert "trained on a 4-bit base" in result.stderr and "differ slightly" in result.stderr
-    assert json.loads((out / "merge.json").read_text())["note"].startswith("note: this adapter")
-
-    unquantized = load_target(find_target(str(qlora_run)), base_4bit=False, device="cpu")
-    ids = torch.tensor([format_prompt(unquantized.fmt, unquantized.tokenizer, "Uppercase: abc\n")])
     merged = AutoModelForCausalLM.from_pretrained(out)
     assert linear_kinds(merged) == {"Linear"}
+    target = find_target(str(qlora_run))
+    # the numerics training used: bitsandbytes' plain 4-bit path, not its bfloat16 CPU
+    # inference kernel (a CPU with AVX512-BF16 would switch to it: logits ~5e-4 apart)
+    trained = as_trained(load_target(target, device="cpu"))
+    unquantized = load_target(target, base_4bit=False, device="cpu")
+    ids = torch.tensor([format_prompt(trained.fmt, trained.tokenizer, "Uppercase: abc\n")])
     with torch.no_grad():
-        expected = unquantized.model(input_ids=ids).logits
-        got = merged(input_ids=ids).logits
-    assert torch.allclose(got, expected, atol=1e-4)
+        logits = {
+            "merged": merged(input_ids=ids).logits,
+            "4bit": trained.model(input_ids=ids).logits,
+            "original": unquantized.model(input_ids=ids).logits,
+        }
+    return result, logits
+
+
+def test_merge_folds_the_adapter_into_the_4bit_weights_it_trained_on(qlora_run, tmp_path):
+    import torch
+
+    out = tmp_path / "merged"
+    result, logits = merge_logits(qlora_run, out)
+    assert "merged into those 4-bit weights, dequantized" in result.stderr
+    record = json.loads((out / "merge.json").read_text())
+    assert record["qlora_base"] == "4bit"
+    assert torch.allclose(logits["merged"], logits["4bit"], atol=1e-4)
+    assert not torch.allclose(logits["merged"], logits["original"], atol=1e-4)
+
+
+def test_merge_into_the_original_base_says_it_differs_from_4bit(qlora_run, tmp_path):
+    import torch
+
+    out = tmp_path / "merged"
+    result, logits = merge_logits(qlora_run, out, "--qlora-base", "original")
+    assert "original unquantized base" in result.stderr and "differ" in result.stderr
+    record = json.loads((out / "merge.json").read_text())
+    assert record["qlora_base"] == "original" and record["note"].startswith("note: this adapter")
+    assert torch.allclose(logits["merged"], logits["original"], atol=1e-4)

@@ -95,7 +95,7 @@ def test_prepared_conversations_train_the_assistant_turns_trl_would(tmp_path, sh
 
 def test_the_training_processes_read_the_prepared_data_and_no_row(tmp_path, monkeypatch):
     import runner.data.prepare as prepare
-    from runner.data.prepared import prepare_data, write_pointer
+    from runner.data.prepared import prepare_data, training_data, write_pointer
     from runner.expand.tokenizer import load_tokenizer
 
     settings = settings_of("demo-uppercase")
@@ -106,7 +106,7 @@ def test_the_training_processes_read_the_prepared_data_and_no_row(tmp_path, monk
         raise AssertionError("a training process read the data rows")
 
     monkeypatch.setattr(prepare, "load_examples", no_rows)
-    data = prepare.training_data(settings, load_tokenizer(settings), home=tmp_path)
+    data = training_data(settings, load_tokenizer(settings), home=tmp_path)
     assert "input_ids" in data.train.column_names and len(data.train) == 2000
     assert data.examples.eval and data.examples.shape == "instruction"
 

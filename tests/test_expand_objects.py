@@ -7,7 +7,7 @@ from conftest import settings_of as resolved
 
 from runner.expand.library_kwargs import bnb_kwargs, lora_kwargs
 from runner.expand.model import model_kwargs
-from runner.expand.placement import Placement
+from runner.expand.placement import Placement, cpu_has_native_bf16
 from runner.expand.training import run_sft_kwargs
 from runner.recipe.catalog import shipped_recipes
 
@@ -27,7 +27,10 @@ def test_shipped_recipe_builds_a_real_sftconfig_on_cpu(name, tmp_path):
         has_eval=True,
     )
     config = SFTConfig(**kwargs)
-    assert config.bf16 is False and config.fp16 is False and config.use_cpu is True
+    settings = resolved(name)
+    # bf16 autocast stays on only for a recipe made for the CPU, on a CPU with native bf16
+    native = settings.cpu_only and settings.training["bf16"] is True and cpu_has_native_bf16()
+    assert config.bf16 is native and config.fp16 is False and config.use_cpu is True
     assert config.eos_token == "</s>"
     assert config.output_dir == str(tmp_path)
 
@@ -84,6 +87,21 @@ def test_cpu_run_switches_precision_off_and_counts_tokens():
     assert kwargs["bf16"] is False and kwargs["use_cpu"] is True
     assert kwargs["assistant_only_loss"] is True
     assert kwargs["include_num_input_tokens_seen"] == "non_padding"
+
+
+def test_a_cpu_recipe_keeps_bf16_autocast_only_where_the_cpu_computes_bf16(monkeypatch):
+    from runner.expand import placement
+
+    settings = resolved("smollm2-135m-lora-cpu", "training.bf16=true")
+    for native in (True, False):
+        monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda native=native: native)
+        kwargs = run_sft_kwargs(
+            settings, CPU, end_of_turn="<|im_end|>", assistant_only=False, has_eval=True
+        )
+        assert kwargs["bf16"] is native and kwargs["fp16"] is False
+        assert placement.mixed_precision(settings, CPU) == ("bf16" if native else "no")
+    fp32 = resolved("smollm2-135m-lora-cpu", "training.bf16=false")
+    assert placement.mixed_precision(fp32, CPU) == "no"
 
 
 def test_report_to_none_becomes_an_empty_list():

@@ -19,7 +19,7 @@ from runner import RECIPES_DIR
 from runner.after.target import AfterError, find_target
 from runner.check import check_recipe
 from runner.cli import main
-from runner.recipe.load import MAX_RECIPE_BYTES
+from runner.recipe.yaml_dialect import MAX_RECIPE_BYTES
 
 BROKEN = Path(__file__).parent / "broken"
 

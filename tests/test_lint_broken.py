@@ -80,7 +80,37 @@ def test_unknown_key_suggests_the_closest_known_key() -> None:
     result = CliRunner().invoke(main, ["lint", str(BROKEN / "unknown-keys.yaml")])
     assert "did you mean 'learning_rate'?" in result.stderr
     assert "did you mean 'shuffle'?" in result.stderr
-    assert "did you mean training.num_train_epochs?" in result.stderr
+    assert "did you mean training.num_train_epochs?" in result.stderr  # and its block
+
+
+def test_a_key_in_the_wrong_block_is_told_where_it_belongs() -> None:
+    result = CliRunner().invoke(main, ["lint", str(BROKEN / "key-in-wrong-block.yaml")])
+    lines = {int(x.split(":")[1]): x for x in result.stderr.splitlines() if x.count(":") > 3}
+    assert "'optim' belongs in training, not at the top level" in lines[17]
+    assert "move it under training (training.optim)" in lines[17]
+    assert "did you mean training.optim? (move it under training)" in lines[18]  # optm
+    assert "'learning_rate' belongs in training, not in lora" in lines[8]
+    assert "did you mean lora.lora_alpha?" in lines[16]
+    assert "divergence.patience" in lines[20] and "early_stopping.patience" in lines[20]
+
+
+@pytest.mark.parametrize(
+    ("text", "what", "opened"),
+    [
+        ("lora:\n  target_modules: [q_proj,\n    v_proj\n  r: 8\nmethod: lora\n", "list", 3),
+        ("model: {id: TinyLlama/TinyLlama-1.1B-Chat-v1.0,\n  dtype: bfloat16\nmethod: full\n",
+         "mapping", 2),
+        ("name: 'broken\nmethod: full\noutput_dir: outputs/x\n", "quoted text", 2),
+    ],
+)  # fmt: skip
+def test_what_is_left_open_is_reported_where_it_opened(tmp_path, text, what, opened) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("schema_version: 1\n" + text)
+    result = CliRunner().invoke(main, ["lint", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = next(x for x in result.stderr.splitlines() if "[yaml-syntax]" in x)
+    assert line.startswith(f"{path}:{opened}:"), line  # the opening bracket's or quote's line
+    assert f"the {what}" in line and "still open at line" in line
 
 
 def test_renamed_keys_name_their_replacement() -> None:

@@ -37,6 +37,25 @@ def test_a_from_scratch_demo_gets_no_learning_rate_warning() -> None:
     assert "learning-rate-unusual" not in rules_of(result)
 
 
+def test_a_diverged_run_blames_the_learning_rate_exactly_when_lint_warns_of_it(tmp_path) -> None:
+    from runner.run.guard import likely_causes
+
+    def blamed(result) -> bool:
+        return any(
+            "learning_rate" in cause and "usual" in cause
+            for cause in likely_causes(result.settings)
+        )
+
+    path = write(tmp_path, "TinyLlama/TinyLlama-1.1B-Chat-v1.0")
+    fine_tune = check_recipe(path, ["training.learning_rate=1.0"])
+    assert "learning-rate-unusual" in rules_of(fine_tune) and blamed(fine_tune)
+    usual = check_recipe(path)
+    assert "learning-rate-unusual" not in rules_of(usual) and not blamed(usual)
+    # a model trained from scratch: the fine-tuning ranges say nothing, in either place
+    scratch = check_recipe("demo-uppercase", ["training.learning_rate=1.0"])
+    assert "learning-rate-unusual" not in rules_of(scratch) and not blamed(scratch)
+
+
 def test_max_length_is_checked_against_a_local_model_folder(tmp_path) -> None:
     model = tmp_path / "my-model"
     model.mkdir()

@@ -24,7 +24,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-SOURCE = ("pyproject.toml", "README.md", "runner")
+SOURCE = ("pyproject.toml", "README.md", "runner", "recipes", "schemas", "templates")
 
 
 def sh(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 600):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import bare_recipe, settings_of
 
@@ -28,6 +30,42 @@ def test_a_recipe_that_omits_them_gets_trl_defaults_checkpointing_and_bf16(tmp_p
     assert (setup.batch, setup.seq, setup.optim) == (8, 1024, "adamw_torch_fused")
     fp16 = setup_from_settings(settings_of(path, "training.fp16=true"))
     assert fp16.mixed_precision == "fp16" and fp16.dtype == "float16"
+
+
+def test_max_length_null_is_planned_at_the_models_context_and_says_so():
+    from click.testing import CliRunner
+
+    from runner.cli import main
+
+    def plan(*overrides: str) -> tuple[dict, str]:
+        args = ["plan", "demo-uppercase", "--memory-gib", "8"]
+        args += [part for o in overrides for part in ("--set", o)]
+        as_json = CliRunner().invoke(main, [*args, "--format", "json"])
+        return json.loads(as_json.stdout), CliRunner().invoke(main, args).stdout
+
+    truncated, _ = plan()  # the demo truncates at 64; its model takes 128
+    untruncated, text = plan("training.max_length=null")
+    assert (truncated["row_tokens"], truncated["row_tokens_from"]) == (64, "max_length")
+    assert (untruncated["row_tokens"], untruncated["row_tokens_from"]) == (128, "model context")
+    assert untruncated["total_bytes"] > truncated["total_bytes"]
+    assert "x 128 tokens (max_length null, no truncation: planned at the model's context)" in text
+
+
+def test_max_length_null_with_no_known_context_is_not_planned_at_a_guess():
+    from click.testing import CliRunner
+
+    from runner.cli import main
+
+    unknown = [
+        "--set",
+        "training.max_length=null",
+        "--set",
+        "model.config.max_position_embeddings=null",
+    ]
+    result = CliRunner().invoke(main, ["plan", "demo-uppercase", *unknown])
+    assert result.exit_code == 1
+    assert "error[plan-model]: training.max_length is null (no truncation)" in result.stderr
+    assert "set training.max_length to the longest row you train on" in result.stderr
 
 
 def test_all_linear_targets_every_decoder_linear_but_not_the_lm_head():

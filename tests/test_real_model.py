@@ -42,7 +42,7 @@ PROMPTS = [
 def derived(folder: Path, method: str = "lora", **training) -> Path:
     """The shipped recipe with a test budget: 16 steps of 8 rows, 32 held-out rows,
     a checkpoint every 8 steps; `method` full or qlora swaps the blocks it needs."""
-    from runner.recipe.load import round_trip_yaml
+    from runner.recipe.yaml_dialect import round_trip_yaml
 
     recipe = round_trip_yaml().load(SHIPPED.read_text(encoding="utf-8"))
     recipe["name"] = f"smollm2-{method}-test"
@@ -217,3 +217,47 @@ def test_eval_reports_the_exact_match_the_run_reported(lora_run):
     )
     assert result.exit_code == 0, result.output
     assert f"exact match {match['correct']}/{match['total']} generations" in result.output
+
+
+def test_the_lora_run_exported_to_gguf_answers_as_recipe_infer_and_checks_100_percent(
+    lora_run, tmp_path
+):
+    """GGUF in, train, GGUF out: the F16 export of the real model's LoRA run, re-loaded by
+    transformers from the file alone (weights, tokenizer, chat template, stop tokens),
+    answers the 8 prompts exactly as `recipe infer` of the run, and `--check` finds every
+    greedy answer token-identical to the run as trained."""
+    from transformers import AutoTokenizer
+
+    from runner.expand.model import load_gguf_model
+    from runner.generation import Sampling, generate
+    from runner.recipe.gguf_header import read_header
+
+    out = tmp_path / "smollm2.gguf"
+    result = CliRunner().invoke(
+        main, ["export", str(lora_run), "--format", "gguf", "--out", str(out), "--check"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+    assert "10/10 token-identical (100%), 10/10 stops match" in result.stdout
+    assert "check passed (f16: 100% identical)" in result.stdout
+    record = json.loads((lora_run / "export" / "export.json").read_text())
+    assert record["files"]["smollm2.gguf"]["check"]["identical"] == 10
+    assert 'PARAMETER stop "<|im_end|>"' in out.with_name("smollm2.Modelfile").read_text()
+
+    metadata = read_header(out).metadata
+    run_template = (lora_run / "template" / "chat_template.jinja").read_text()
+    assert metadata["tokenizer.chat_template"] == run_template
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=out.name)
+    model = load_gguf_model(out)
+    stops = [metadata["tokenizer.ggml.eot_token_id"], metadata["tokenizer.ggml.eos_token_id"]]
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+        )
+        for p in PROMPTS
+    ]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    answers = generate(model, tokenizer, ids, Sampling(max_new_tokens=256), sorted(set(stops)))
+    from_file = [a.text for a in answers]
+    assert from_file == [g["generation"] for g in infer(str(lora_run), tmp_path, "run")]
+    assert from_file[0] == "1976-07-04"

@@ -1,5 +1,4 @@
-"""Generate runner/shipped/schemas/recipe-v1.schema.json from the hand-written base
-and the libraries.
+"""Generate schemas/recipe-v1.schema.json from the hand-written base and the libraries.
 
     python tools/gen_schema.py            # write the schema
     python tools/gen_schema.py --check    # exit 1 if the committed schema is stale
@@ -8,8 +7,8 @@ and the libraries.
 from peft.LoraConfig, `$defs.bnb_config` from transformers.BitsAndBytesConfig's
 __init__ signature and docstring: types, enums, defaults and help text, all with
 `additionalProperties: false`; RANGES adds the numeric limits the libraries enforce.
-Plain-words descriptions in runner/shipped/schemas/source/descriptions.yaml replace the
-library help for the keys a beginner touches. Fields the recipe owns elsewhere
+Plain-words descriptions in schemas/source/descriptions.yaml replace the library help
+for the keys a beginner touches. Fields the recipe owns elsewhere
 (runner.lint.rules.renamed_keys.KEY_FIXES, kind `moved`) are left out.
 Output is sorted and deterministic: regenerate after upgrading TRL/PEFT/transformers.
 """
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner.lint.rules.renamed_keys import DEPRECATED, KEY_FIXES, MOVED  # noqa: E402
 
-SCHEMAS = ROOT / "runner" / "shipped" / "schemas"  # the schema ships in the wheel; source/ does not
+SCHEMAS = ROOT / "schemas"  # the schema ships in the wheel; source/ does not
 BASE = SCHEMAS / "source" / "recipe-v1.base.yaml"
 DESCRIPTIONS = SCHEMAS / "source" / "descriptions.yaml"
 OUTPUT = SCHEMAS / "recipe-v1.schema.json"

@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "runner" / "shipped" / "recipes" / "data"
+OUT = Path(__file__).resolve().parent.parent / "recipes" / "data"
 ROWS = 1600
 FIRST, LAST = datetime.date(1950, 1, 1), datetime.date(2035, 12, 31)
 

@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "runner" / "shipped" / "recipes" / "data"
+OUT = Path(__file__).resolve().parent.parent / "recipes" / "data"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 

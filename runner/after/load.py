@@ -189,6 +189,17 @@ def load_target(
     return Loaded(target, model, tokenizer, fmt, stops, quantize)
 
 
+def as_trained(loaded: Loaded) -> Loaded:
+    """The run with the numerics it trained with: a 4-bit base on the CPU keeps the
+    layout training used, not bitsandbytes' bfloat16 inference kernel (which it would
+    switch to on a CPU with AVX512-BF16, changing logits by up to ~1)."""
+    if loaded.quantized:
+        from runner.expand.model import keep_trainable_4bit_layout
+
+        keep_trainable_4bit_layout(loaded.model)
+    return loaded
+
+
 def _command_name() -> str:
     """The `recipe` command running (infer, chat, eval...), for its log file's name."""
     import click

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "infer": "runner.cli.infer_cmd:infer",
     "chat": "runner.cli.chat_cmd:chat",
     "merge": "runner.cli.merge_cmd:merge",
+    "export": "runner.cli.export_cmd:export",
     "eval": "runner.cli.eval_cmd:eval_",
     "cache": "runner.cli.cache_cmd:cache",
 }
@@ -45,6 +46,7 @@ HELP = {
     "infer": "Generate from a trained run or model.",
     "chat": "Chat with a trained run in the terminal.",
     "merge": "Merge a LoRA/QLoRA adapter into its base model.",
+    "export": "Write a trained run as a GGUF file for llama.cpp and Ollama.",
     "eval": "Loss, perplexity and sample generations for a trained run.",
     "cache": "List or clear the prepared data kept between runs.",
 }

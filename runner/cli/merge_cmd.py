@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from runner.cli.options import quiet_libraries
-from runner.cli.targets import SET_OPTION, TRUST_REMOTE_CODE_OPTION, target_of
+from runner.cli.targets import (
+    QLORA_BASE_OPTION,
+    SET_OPTION,
+    TRUST_REMOTE_CODE_OPTION,
+    target_of,
+)
 
 
 @click.command()
@@ -22,12 +27,14 @@ from runner.cli.targets import SET_OPTION, TRUST_REMOTE_CODE_OPTION, target_of
     type=click.Choice(["bfloat16", "float16", "float32"]),
     help="Dtype of the merged weights (default: the recipe's model.dtype).",
 )
+@QLORA_BASE_OPTION
 @SET_OPTION
 @TRUST_REMOTE_CODE_OPTION
 def merge(
     run: str,
     out: Path | None,
     dtype: str | None,
+    qlora_base: str,
     overrides: tuple[str, ...],
     trust_remote_code: bool,
 ) -> None:
@@ -37,14 +44,15 @@ def merge(
     run's end-of-turn token. A full fine-tuning run needs no merge.
     """
 
-    from runner.after.merge import QLORA_NOTE, merge_adapter, merge_destination, merge_dtype
+    from runner.after.merge import merge_adapter, merge_destination, merge_dtype, qlora_note
 
     target = target_of(run, overrides, trust_remote_code)
     dest = merge_destination(target, str(out) if out else None)
     chosen = merge_dtype(target, dtype)
     quiet_libraries()
     click.echo(f"merging {target.weights} into {target.base} in {chosen} ...", err=True)
-    merged = merge_adapter(target, dest, chosen)
+    merged = merge_adapter(target, dest, chosen, qlora_base)
     click.echo(f"merged model saved to {merged.out} (eos_token_id {merged.stop_ids})")
-    if merged.from_qlora:
-        click.echo(QLORA_NOTE.format(dtype=chosen), err=True)
+    note = qlora_note(merged)
+    if note:
+        click.echo(note, err=True)

@@ -89,6 +89,8 @@ def plan_json(settings: Settings, plan: Plan, epoch: EpochTime | None) -> dict[s
         "trainable_params": est.trainable_params,
         "strategy": plan.setup.strategy,
         "processes": plan.setup.processes,
+        "row_tokens": plan.setup.seq,
+        "row_tokens_from": "model context" if plan.setup.seq_is_context else "max_length",
         "peak_phase": est.phase,
         "terms": [
             {"key": t.key, "label": t.label, "bytes": t.bytes, "note": t.note} for t in est.terms
@@ -120,6 +122,12 @@ def plan_json(settings: Settings, plan: Plan, epoch: EpochTime | None) -> dict[s
     }
 
 
+def _row(setup: Any) -> str:
+    if not setup.seq_is_context:
+        return ""
+    return " (max_length null, no truncation: planned at the model's context)"
+
+
 def _packing(setup: Any) -> str:
     if not setup.padding_free:
         return ""
@@ -141,7 +149,8 @@ def plan_text(settings: Settings, plan: Plan, epoch: EpochTime | None) -> str:
     lines = [
         f"{settings.name}: {model}, {s.method}, "
         f"{est.total_params / 1e9:.2f}B parameters, {est.trainable_params / 1e6:,.1f}M trained",
-        f"  micro-batch {s.batch} x {s.seq} tokens{_packing(s)} (accumulation {s.grad_accum}), "
+        f"  micro-batch {s.batch} x {s.seq} tokens{_row(s)}{_packing(s)} "
+        f"(accumulation {s.grad_accum}), "
         f"{s.optim}, checkpointing {'on' if s.checkpointing else 'off'}, {s.attn}, {s.dtype}"
         f"{_options(s)}",
     ]

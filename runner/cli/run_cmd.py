@@ -27,7 +27,7 @@ from runner.cli.options import (
 )
 from runner.cli.supervise import train_under
 from runner.errors import UserError
-from runner.recipe.load import dump_yaml
+from runner.recipe.yaml_dialect import dump_yaml
 
 
 class RunStopped(UserError):
@@ -97,10 +97,8 @@ def run(
     behave like the recipe's card (torch.cuda.set_per_process_memory_fraction), and
     run.json's memory.cap says what it did.
     """
-    from runner.expand.launch import launch_argv, shell_command
     from runner.expand.placement import choose_placement, gpu_available, require_gpu_here
     from runner.expand.targets import check_before_loading
-    from runner.run.ownership import claim_run_dir
 
     checked = checked_recipe(recipe, overrides, trust_remote_code=trust_remote_code)
     settings = checked.settings
@@ -124,6 +122,24 @@ def run(
     quiet_libraries(cpu=placement.cpu)  # the libraries' warnings off the screen (runner.logs)
     check_before_loading(settings)  # lora.target_modules on the meta device, where lint could not
     prepared = prepared_data(settings, no_cache)  # bad rows stop here, before anything is written
+    train_in_run_dir(
+        checked, placement, prepared, model_code, overrides, accelerate_args,
+        overwrite=overwrite, resume=resume, allow_data_change=allow_data_change,
+        cap_memory=cap_memory,
+    )  # fmt: skip
+
+
+def train_in_run_dir(
+    checked, placement, prepared, model_code, overrides, accelerate_args, *,
+    overwrite: bool, resume: bool, allow_data_change: bool, cap_memory: bool,
+) -> None:  # fmt: skip
+    """Claim the run directory (one owner: runner.run.ownership), write what the training
+    processes read, launch them and say how the run ended; the lock is released however
+    it ends."""
+    from runner.expand.launch import launch_argv, shell_command
+    from runner.run.ownership import claim_run_dir
+
+    settings = checked.settings
     run_dir, lock = claim_run_dir(
         settings.output_dir, overwrite=overwrite, resume=resume, protected=used_paths(checked),
         say=lambda line: click.echo(line, err=True),

@@ -12,7 +12,7 @@ import click
 
 from runner.cli.options import SET_OPTION, checked_recipe, echo_missing_gpu
 from runner.errors import UserError
-from runner.recipe.load import dump_yaml
+from runner.recipe.yaml_dialect import dump_yaml
 
 LIBRARY_OBJECTS = {
     "sft": ("sft_kwargs", "trl.SFTConfig"),

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import click
 
+from runner.after.merge import DEFAULT_QLORA_BASE, QLORA_BASES
 from runner.after.target import Target, find_target, with_code_permission, with_overrides
 from runner.cli.options import TRUST_REMOTE_CODE_OPTION
 
-__all__ = ["BASE_4BIT_OPTION", "SET_OPTION", "TRUST_REMOTE_CODE_OPTION", "target_of"]
+__all__ = [
+    "BASE_4BIT_OPTION",
+    "QLORA_BASE_OPTION",
+    "SET_OPTION",
+    "TRUST_REMOTE_CODE_OPTION",
+    "target_of",
+]
 
 SET_OPTION = click.option(
     "--set",
@@ -21,6 +28,15 @@ BASE_4BIT_OPTION = click.option(
     "--base-4bit/--no-base-4bit",
     default=None,
     help="Load an adapter's base model in 4-bit (default: as trained, 4-bit for QLoRA).",
+)
+
+QLORA_BASE_OPTION = click.option(
+    "--qlora-base",
+    type=click.Choice(QLORA_BASES),
+    default=DEFAULT_QLORA_BASE,
+    show_default=True,
+    help="What a QLoRA adapter is merged into: the 4-bit weights it trained on, "
+    "dequantized, or the original 16/32-bit base (see docs/export.md).",
 )
 
 

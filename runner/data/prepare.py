@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.data.formats import FIELDS, SHAPE, format_hint, missing_columns, normalize_row
-from runner.data.prepared import load_prepared
 from runner.data.sources import DataError, display_source, source_rows
 from runner.data.templates import (
     PromptFormat,
@@ -295,30 +293,6 @@ class TrainingData:
         """Whether SFTTrainer must find the assistant turns itself (tokenized rows carry
         their assistant mask, and TRL refuses the flag for them)."""
         return self.assistant_only and not self.tokenized
-
-
-def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) -> TrainingData:
-    """The data SFTTrainer trains on: what `recipe run` prepared for the processes started
-    on `home` (runner.data.prepared: tokenized, read from disk), else read, checked,
-    rendered and fitted here (`fit_data`)."""
-    from runner.data.templates import use_training_chat_template
-
-    prepared = load_prepared(home, settings) if home is not None else None
-    if prepared is None:
-        return fit_data(settings, tokenizer)
-    train, evaluation, record = prepared
-    if record["assistant_only"]:
-        use_training_chat_template(tokenizer)
-    examples = Examples(
-        train=[],
-        eval=record["eval_examples"],
-        shape=record["shape"],
-        skipped=record["skipped_rows"],
-        fingerprints=record["sources"],
-    )
-    return TrainingData(
-        examples, train, evaluation, record["end_of_turn"], record["assistant_only"]
-    )
 
 
 def rendered_data(settings: Settings, tokenizer: Any) -> TrainingData:

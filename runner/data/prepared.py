@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.data import cache
+from runner.data.prepare import Examples, TrainingData, fit_data
+from runner.data.templates import use_training_chat_template
 from runner.recipe.settings import Settings
 from runner.strict_json import strict_json
 
@@ -96,7 +98,6 @@ def prepare_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared
 
 def build(settings: Settings, folder: Path, key: str | None) -> dict[str, Any]:
     """Read, check, render, tokenize and fit the data into `folder`; its record."""
-    from runner.data.prepare import fit_data
     from runner.expand.tokenizer import load_tokenizer
 
     started = time.perf_counter()
@@ -142,3 +143,25 @@ def load_prepared(home: Path, settings: Settings) -> tuple[Any, Any, dict[str, A
     train = load_from_disk(str(folder / "train"))
     evaluation = load_from_disk(str(folder / "eval")) if (folder / "eval").is_dir() else None
     return train, evaluation, record
+
+
+def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) -> TrainingData:
+    """The data SFTTrainer trains on: what `recipe run` prepared for the processes started
+    on `home` (runner.data.prepared: tokenized, read from disk), else read, checked,
+    rendered and fitted here (`fit_data`)."""
+    prepared = load_prepared(home, settings) if home is not None else None
+    if prepared is None:
+        return fit_data(settings, tokenizer)
+    train, evaluation, record = prepared
+    if record["assistant_only"]:
+        use_training_chat_template(tokenizer)
+    examples = Examples(
+        train=[],
+        eval=record["eval_examples"],
+        shape=record["shape"],
+        skipped=record["skipped_rows"],
+        fingerprints=record["sources"],
+    )
+    return TrainingData(
+        examples, train, evaluation, record["end_of_turn"], record["assistant_only"]
+    )

@@ -21,17 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import UserError
+from runner.data.files import DataError, is_text_data, read_objects
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 SAVED_MARKERS = ("state.json", "dataset_dict.json")  # written by save_to_disk
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-class DataError(UserError):
-    """A data problem a user can fix; the message says where, what, and how."""
 
 
 def display_source(source: dict[str, Any], cwd: Path | None = None) -> str:
@@ -65,7 +61,6 @@ def source_rows(source: dict[str, Any]) -> SourceRows:
     """Every row of a source as written (see the module docstring), and its fingerprint
     record for run.json: the source, format, split, row count, and the sha256 of a local
     file (datasets' fingerprint of other data)."""
-    from runner.data.files import is_text_data, read_objects
 
     name = display_source(source)
     path = Path(str(source["source"]))

@@ -26,23 +26,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import UserError
 from runner.expand.library_kwargs import bnb_kwargs
+from runner.expand.missing import ModelNotFoundError, first_line, require_gguf_package
 from runner.expand.placement import Placement, load_dtype, on_device
+from runner.expand.tokenizer import load_tokenizer
 from runner.recipe.remote_code import needs_own_code
 from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-
-class ModelNotFoundError(UserError):
-    """The model (or tokenizer) a recipe names cannot be loaded on this machine."""
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def flash_attention_installed() -> bool:
@@ -139,17 +131,6 @@ def load_gguf_model(gguf: Path) -> PreTrainedModel:
         )
 
 
-def require_gguf_package() -> None:
-    """transformers reads GGUF files through the gguf package (the `gguf` extra)."""
-    import importlib.util
-
-    if importlib.util.find_spec("gguf") is None:
-        raise UserError(
-            "a GGUF model needs the gguf package, which is not installed here; install "
-            "it with `pip install 'recipe-runner[gguf]'`"
-        )
-
-
 def save_base_model(settings: Settings, path: Path) -> None:
     """Write the model a run starts from into `path` (the run's `base/`), whole or not at
     all: a `model.config` recipe's random initial weights, or a GGUF file's dequantized
@@ -157,8 +138,6 @@ def save_base_model(settings: Settings, path: Path) -> None:
     (training, `recipe infer --compare`, eval, merge)."""
     import os
     import shutil
-
-    from runner.expand.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(settings)
     gguf = settings.gguf_path

@@ -113,8 +113,38 @@ def missing_gpu_note(settings: Settings, placement: Placement) -> str | None:
 
 
 def mixed_precision(settings: Settings, placement: Placement) -> str:
-    """accelerate's --mixed_precision: the recipe's on a GPU, `no` on the CPU."""
-    return "no" if placement.cpu else settings.mixed_precision
+    """accelerate's --mixed_precision: the recipe's on a GPU; on the CPU `bf16` only for a
+    CPU recipe that asks for it (`cpu_bf16`), else `no`."""
+    if placement.cpu:
+        return "bf16" if cpu_bf16(settings, placement) else "no"
+    return settings.mixed_precision
+
+
+def cpu_bf16(settings: Settings, placement: Placement) -> bool:
+    """bf16 autocast on the CPU: kept when the recipe itself targets the CPU
+    (`hardware.gpu: cpu`), asks for bf16, and this CPU computes bf16 natively (AVX-512
+    BF16 or AMX; emulated bf16 is slower than fp32). A GPU recipe run with --cpu trains in
+    fp32."""
+    return (
+        placement.cpu
+        and settings.cpu_only
+        and bool(settings.training["bf16"])
+        and cpu_has_native_bf16()
+    )
+
+
+def cpu_has_native_bf16() -> bool:
+    """This CPU has bf16 instructions (Linux's /proc/cpuinfo flags avx512_bf16 or
+    amx_bf16); False where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def on_device(dtype: str, placement: Placement) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runner.errors import UserError
+from runner.expand.missing import ModelNotFoundError, first_line, require_gguf_package
 from runner.recipe.models import gguf_tokenizer
 from runner.recipe.remote_code import needs_own_code
 from runner.recipe.resolve import BYTE_LEVEL
@@ -122,8 +123,6 @@ def load_gguf_tokenizer(gguf: Path) -> PreTrainedTokenizerBase:
     template), as transformers converts it."""
     from transformers import AutoTokenizer
 
-    from runner.expand.model import require_gguf_package
-
     require_gguf_package()
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
@@ -147,8 +146,6 @@ def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
     elif gguf is not None:
         tokenizer = load_gguf_tokenizer(gguf)
     else:
-        from runner.expand.model import ModelNotFoundError, first_line
-
         key = "model.tokenizer" if model.get("tokenizer") else "model.id"
         try:
             tokenizer = AutoTokenizer.from_pretrained(

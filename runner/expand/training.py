@@ -7,7 +7,8 @@ data-dependent and machine-dependent arguments on top, all in plain sight:
 - `eos_token` = the end-of-turn token (TRL appends it to every completion and mirrors it
   onto the model's generation config); the pad token is set on the tokenizer itself
   (TRL reads it from there; its `pad_token` argument is deprecated);
-- on CPU: `use_cpu`, and bf16/fp16 switched off (CPU trains in the model's dtype);
+- on CPU: `use_cpu`, fp16 switched off, bf16 autocast only for a CPU recipe that asks
+  for it (`placement.cpu_bf16`), else the model's dtype;
 - `include_num_input_tokens_seen` so the summary can count tokens;
 - `disable_tqdm`: the screen shows the runner's progress line (runner.run.progress);
 - `logging_nan_inf_filter: false`, so a non-finite loss is logged as it is;
@@ -22,7 +23,7 @@ from typing import Any
 
 from runner.expand.engines import deepspeed_file
 from runner.expand.library_kwargs import sft_kwargs
-from runner.expand.placement import Placement
+from runner.expand.placement import Placement, cpu_bf16
 from runner.recipe.settings import Settings
 
 
@@ -45,7 +46,7 @@ def run_sft_kwargs(
         kwargs.setdefault("completion_only_loss", True if completion_only else None)
     if placement.cpu:
         kwargs["use_cpu"] = True
-        kwargs["bf16"] = False
+        kwargs["bf16"] = cpu_bf16(settings, placement)
         kwargs["fp16"] = False
     kwargs.setdefault("include_num_input_tokens_seen", "non_padding")
     kwargs["disable_tqdm"] = True  # runner.run.progress writes the progress line

@@ -16,7 +16,7 @@ from runner.lint.rules.renamed_keys import KEY_FIXES
 from runner.lint.spelling import closest
 from runner.recipe.diagnostics import Diagnostic, dotted
 from runner.recipe.load import Recipe
-from runner.recipe.schema import block_schema, load_schema, properties
+from runner.recipe.schema import key_homes, load_schema
 
 TYPE_WORDS = {
     "string": "text",
@@ -313,44 +313,61 @@ def _unknown_keys(
 ) -> list[Diagnostic]:
     known = list(schema.get("properties", {}))
     block = str(path[-1]) if len(path) == 1 else ""
-    out = []
-    for name in instance:
-        if name in known:
-            continue
-        if len(path) <= 1 and (block, name) in KEY_FIXES:
-            continue  # renamed_keys rules say where it went
-        where = _where(path)
-        hint = _did_you_mean(name, known)
-        if not hint and not path:
-            home = _nested_guess(name)
-            if home:
-                hint = f"did you mean {home}? (move it under {home.split('.')[0]}) "
-        if block in LIBRARY_BLOCKS:
-            hint += f"{block} takes {LIBRARY_BLOCKS[block]} fields; see `recipe explain {block}`"
-        elif not hint:
-            hint = "known keys: " + ", ".join(known)
-        out.append(
-            recipe.diagnostic(
-                "unknown-key",
-                (*path, name),
-                f"unknown key {_shown(str(name))} in {where}",
-                hint.strip(),
-            )
-        )
-    return out
+    return [
+        _misplaced_key(recipe, path, str(name)) or _unknown_key(recipe, path, str(name), known)
+        for name in instance
+        if name not in known and not (len(path) <= 1 and (block, name) in KEY_FIXES)
+        # (a key in KEY_FIXES: the renamed_keys rules say where it went)
+    ]
 
 
-def _nested_guess(name: str) -> str | None:
-    """`learning_rate` at the top level -> `training.learning_rate` (exact or close)."""
-    candidates = []
-    for block in ("training", "lora", "quantization", "model", "data", "launch"):
-        props = properties(block_schema(block))
-        if name in props:
-            return f"{block}.{name}"
-        candidates += [f"{block}.{key}" for key in props]
-    by_name = {c.split(".", 1)[1]: c for c in reversed(candidates)}
-    guess = closest(name, list(by_name))
-    return by_name[guess] if guess else None
+def _misplaced_key(recipe: Recipe, path: tuple, name: str) -> Diagnostic | None:
+    """A key the recipe has, by this very name, in another block: where it belongs."""
+    here = ".".join(str(part) for part in path if not isinstance(part, int))
+    homes = [key for key in key_homes().get(name, ()) if key.rpartition(".")[0] != here]
+    if not homes:
+        return None
+    blocks = [key.rpartition(".")[0] for key in homes]
+    places = " or ".join(block or "the top level" for block in blocks)
+    moves = " or ".join(
+        f"under {block} ({key})" if block else "to the top level, unindented"
+        for block, key in zip(blocks, homes, strict=True)
+    )
+    where = f"in {_where(path)}" if path else "at the top level"
+    return recipe.diagnostic(
+        "misplaced-key",
+        (*path, name),
+        f"{_shown(name)} belongs in {places}, not {where}",
+        f"move it {moves}",
+    )
+
+
+def _unknown_key(recipe: Recipe, path: tuple, name: str, known: list[str]) -> Diagnostic:
+    """A key known nowhere: the closest key here, else the closest key elsewhere."""
+    block = str(path[-1]) if len(path) == 1 else ""
+    hint = _did_you_mean(name, known)
+    if not hint:
+        home = _nearest_home(name, path)
+        if home:
+            hint = f"did you mean {home}? (move it under {home.rpartition('.')[0]}) "
+    if block in LIBRARY_BLOCKS:
+        hint += f"{block} takes {LIBRARY_BLOCKS[block]} fields; see `recipe explain {block}`"
+    elif not hint:
+        hint = "known keys: " + ", ".join(known)
+    return recipe.diagnostic(
+        "unknown-key", (*path, name), f"unknown key {_shown(name)} in {_where(path)}", hint.strip()
+    )
+
+
+def _nearest_home(name: str, path: tuple) -> str | None:
+    """`optm` anywhere -> `training.optim`: the closest key name of another block."""
+    here = ".".join(str(part) for part in path if not isinstance(part, int))
+    homes = {
+        leaf: [key for key in keys if key.rpartition(".")[0] != here]
+        for leaf, keys in key_homes().items()
+    }
+    guess = closest(name, [leaf for leaf, keys in homes.items() if keys])
+    return homes[guess][0] if guess else None
 
 
 def _alternatives(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:

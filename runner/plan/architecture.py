@@ -28,6 +28,7 @@ class Architecture:
     tied_embeddings: bool
     attention_bias: bool = False
     mlp_bias: bool = False
+    context: int | None = None  # max_position_embeddings: the longest row it takes
 
     @property
     def q_dim(self) -> int:
@@ -119,4 +120,9 @@ def architecture_from_config(config: dict[str, Any]) -> Architecture:
         tied_embeddings=bool(config.get("tie_word_embeddings", False)),
         attention_bias=bool(config.get("attention_bias", False)),
         mlp_bias=bool(config.get("mlp_bias", False)),
+        context=_whole_number(config.get("max_position_embeddings")),
     )
+
+
+def _whole_number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -38,7 +38,8 @@ class Setup:
     batch: int = 8
     eval_batch: int = 8
     grad_accum: int = 1
-    seq: int = 1024
+    seq: int = 1024  # tokens in the longest row: max_length, or the model's context
+    seq_is_context: bool = False  # max_length null (no truncation): planned at the context
     packing: bool = False
     padding_free: bool = False  # TRL's padding-free collator: packing bfd/bfd_split, or asked
     bucketing: bool = False  # train_sampling_strategy group_by_length (not packing)
@@ -92,8 +93,27 @@ def padding_free(training: Any) -> bool:
     return bool(training["padding_free"]) or packed
 
 
-def setup_from_settings(settings: Settings) -> Setup:
-    """The estimator's view of a recipe's effective settings."""
+class RowLengthUnknown(ValueError):
+    """training.max_length is null and the model's context is unknown."""
+
+
+def row_tokens(max_length: int | None, context: int | None) -> tuple[int, bool]:
+    """(tokens in the longest row, whether that is the model's context): max_length, or
+    for `max_length: null` (no truncation) the model's context, the longest row the
+    model takes; RowLengthUnknown when neither is known."""
+    if max_length is not None:
+        return int(max_length), False
+    if context is None:
+        raise RowLengthUnknown(
+            "training.max_length is null (no truncation) and the model's context "
+            "(max_position_embeddings) is unknown, so the longest row cannot be planned"
+        )
+    return context, True
+
+
+def setup_from_settings(settings: Settings, context: int | None = None) -> Setup:
+    """The estimator's view of a recipe's effective settings; `context` is the model's
+    (runner.plan.architecture), what `max_length: null` is planned at."""
     training = settings.training
     quant = settings.effective("quantization")
     lora = settings.effective("lora")
@@ -101,6 +121,7 @@ def setup_from_settings(settings: Settings) -> Setup:
     deepspeed = launch["deepspeed"] if settings.strategy == "deepspeed" else {}
     fsdp_offload = settings.strategy == "fsdp" and bool(launch["fsdp"]["cpu_offload"])
     adapter = settings.adapter
+    seq, seq_is_context = row_tokens(settings.max_length, context)
     return Setup(
         method=settings.method,
         dtype=settings.model_dtype,
@@ -115,7 +136,8 @@ def setup_from_settings(settings: Settings) -> Setup:
         batch=int(training["per_device_train_batch_size"]),
         eval_batch=int(training["per_device_eval_batch_size"]),
         grad_accum=int(training["gradient_accumulation_steps"]),
-        seq=int(settings.max_length or 1024),
+        seq=seq,
+        seq_is_context=seq_is_context,
         packing=bool(training["packing"]),
         padding_free=padding_free(training),
         bucketing=str(training["train_sampling_strategy"]) == "group_by_length",

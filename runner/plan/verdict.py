@@ -9,7 +9,7 @@ from runner.errors import UserError
 from runner.plan.advice import HEADROOM, Change, fitting_changes
 from runner.plan.architecture import Architecture, ArchitectureError, architecture_from_config
 from runner.plan.estimate import GIB, Estimate, estimate_memory
-from runner.plan.setup import Setup, setup_from_settings
+from runner.plan.setup import RowLengthUnknown, Setup, setup_from_settings
 from runner.plan.throughput import EpochTime, epoch_time
 from runner.recipe.hardware import Card
 from runner.recipe.models import model_config
@@ -77,11 +77,23 @@ def make_plan(settings: Settings, card: Card | None = None) -> Plan:
     """Estimate the recipe against `card` (None: no card to compare with); advise when
     it is tight or does not fit."""
     arch = architecture_for(settings)
-    setup = setup_from_settings(settings)
+    try:
+        setup = setup_from_settings(settings, context=arch.context)
+    except RowLengthUnknown as exc:
+        hint = "set training.max_length to the longest row you train on"
+        raise PlanError(str(exc), hint, ("training", "max_length")) from exc
     plan = Plan(arch, setup, estimate_memory(arch, setup), card)
     if plan.capacity is None or plan.verdict == "fits":
         return plan
     return dataclasses.replace(plan, changes=tuple(fitting_changes(arch, setup, plan.capacity)))
+
+
+def plan_or_error(settings: Settings, card: Card | None = None) -> Plan | PlanError:
+    """`make_plan`, or the PlanError that says why the recipe cannot be planned."""
+    try:
+        return make_plan(settings, card)
+    except PlanError as exc:
+        return exc
 
 
 def plan_epoch(plan: Plan, tokens: int) -> EpochTime | None:

@@ -3,8 +3,9 @@
 The copy is a round-trip edit of the YAML document: only the keys being rewritten
 change. Relative paths (data files, a local model, the `$schema` modeline) are rewritten
 so they still point at the same files from the copy's folder: relative to it, except a
-file shipped inside the installed package (the demo data, the schema), which is written
-as an absolute path rather than a climb out of the user's folder into site-packages.
+shipped file (the demo data, the schema: in the installed package or the checkout's
+recipes/ and schemas/), which is written as an absolute path rather than a climb out of
+the user's folder into site-packages.
 With new data or a new model the `description` is rewritten to say what the copy trains.
 """
 
@@ -18,14 +19,15 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from runner import SCHEMAS_DIR, SHIPPED_DIR
+from runner import RECIPES_DIR, SCHEMAS_DIR, TEMPLATES_DIR
 from runner.errors import UserError
 from runner.recipe.catalog import find_recipe
-from runner.recipe.load import load_recipe, round_trip_yaml
+from runner.recipe.load import load_recipe
 from runner.recipe.resolve import looks_local
+from runner.recipe.schema import MODELINE, SCHEMA_PATH
+from runner.recipe.yaml_dialect import round_trip_yaml
 
-SCHEMA_FILE = SCHEMAS_DIR / "recipe-v1.schema.json"
-MODELINE = re.compile(r"^# yaml-language-server: \$schema=\S+", re.MULTILINE)
+SHIPPED_FOLDERS = (RECIPES_DIR, SCHEMAS_DIR, TEMPLATES_DIR)
 # Keys of a data source that describe one particular dataset; dropped when --data
 # replaces it.
 DATASET_SPECIFIC = ("columns", "subset", "split", "rows")
@@ -47,9 +49,9 @@ def relative_to(path: Path, folder: Path) -> str:
 
 
 def reference_from(path: Path, folder: Path) -> str:
-    """How the copy in `folder` names `path`: absolute for a file shipped in the package
-    (it lives wherever the package is installed), else relative to `folder`."""
-    if path.resolve().is_relative_to(SHIPPED_DIR.resolve()):
+    """How the copy in `folder` names `path`: absolute for a shipped file (it lives
+    wherever the package is installed, or in the checkout), else relative to `folder`."""
+    if any(path.resolve().is_relative_to(f.resolve()) for f in SHIPPED_FOLDERS):
         return path.resolve().as_posix()
     return relative_to(path, folder)
 
@@ -227,7 +229,7 @@ def _dump(doc: Any) -> str:
 def _fix_header(text: str, old_name: str, dest: Path, new_dir: Path, cwd: Path) -> str:
     """Point the `$schema` modeline at the schema from the copy's folder, and the
     header's example commands at the copy."""
-    modeline = f"# yaml-language-server: $schema={reference_from(SCHEMA_FILE, new_dir)}"
+    modeline = f"# yaml-language-server: $schema={reference_from(SCHEMA_PATH, new_dir)}"
     text = (
         MODELINE.sub(lambda _: modeline, text, count=1)
         if MODELINE.search(text)

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from runner.recipe.diagnostics import ERROR, Diagnostic, KeyPath, RecipeError
-from runner.recipe.load import SURROGATE, to_plain, yaml_limit_problems
+from runner.recipe.yaml_dialect import SURROGATE, to_plain, yaml_limit_problems
 
 
 def parse_override(argument: str) -> tuple[KeyPath, Any]:

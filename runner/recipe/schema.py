@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from runner import SCHEMAS_DIR
 
 SCHEMA_PATH = SCHEMAS_DIR / "recipe-v1.schema.json"
+MODELINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)", re.MULTILINE)
+"""The first-line comment that points editors at the schema."""
+
+
+def modeline_schema(text: str, folder: Path) -> tuple[str, Path | None] | None:
+    """(the `$schema` target as written, the file it names from `folder`) of a recipe's
+    modeline; the path is None for a URL; None without a modeline."""
+    match = MODELINE.search(text)
+    if match is None:
+        return None
+    target = match.group(1)
+    if "://" in target:
+        return target, None
+    return target, folder / Path(target).expanduser()
 
 
 @functools.cache
@@ -55,6 +71,16 @@ def walk_keys(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dic
         yield key, child
         for inner in _nested(child):
             yield from walk_keys(inner, key + ".")
+
+
+@functools.cache
+def key_homes() -> dict[str, tuple[str, ...]]:
+    """Every documented key name -> the dotted keys it is, anywhere in a recipe
+    (`optim` -> `training.optim`; `patience` -> early_stopping's and divergence's)."""
+    homes: dict[str, list[str]] = {}
+    for key, _ in walk_keys(load_schema()):
+        homes.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    return {name: tuple(keys) for name, keys in homes.items()}
 
 
 def _nested(node: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -11,6 +11,7 @@ tensorboard/            TensorBoard events (when training.report_to has tensorbo
 base/                   a model.config recipe's random initial weights (+ tokenizer)
 checkpoint-<step>/      Trainer checkpoints
 final/                  the trained model (full) or adapter (LoRA/QLoRA) + tokenizer
+export/                 GGUF files `recipe export` wrote, their Modelfiles, export.json
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ BASE = "base"
 EVAL_JSON = "eval.json"
 EVAL_GENERATIONS = "eval-generations.jsonl"
 MERGED = "merged"
+EXPORT = "export"  # runner.after.export
 # Everything the runner writes at the top of a run directory (checkpoint-<step>/ too).
 # `--overwrite` deletes these and nothing else; a folder holding anything more is not
 # the runner's to delete.
@@ -60,6 +62,7 @@ RUNNER_ENTRIES = frozenset(
         EVAL_GENERATIONS,
         MERGED,
         MERGED + ".partial",
+        EXPORT,
         ".recipe-stop",
         "template",  # the template text the run used (runner.run.template_copy)
         "logs",  # the libraries' full logs (runner.logs)
@@ -247,6 +250,6 @@ class RunDirectory:
         return record
 
     def read_resolved(self) -> dict[str, Any]:
-        from runner.recipe.load import round_trip_yaml, to_plain
+        from runner.recipe.yaml_dialect import round_trip_yaml, to_plain
 
         return to_plain(round_trip_yaml().load(self.resolved.read_text(encoding="utf-8")))

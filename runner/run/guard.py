@@ -214,16 +214,16 @@ def _most_on_every_rank(*values: int) -> tuple[int, ...]:
 
 def likely_causes(settings: Settings) -> list[str]:
     """What in the recipe most often makes a run diverge, in plain words."""
-    from runner.lint.rules.learning_rate import USUAL_RANGES
+    from runner.recipe.learning_rate import unusual_learning_rate
 
     training = settings.training
     causes = []
-    _, high, usual = USUAL_RANGES[settings.method]
     rate = training["learning_rate"]
-    if rate > high:
+    unusual = unusual_learning_rate(settings)  # the ranges lint warns from
+    if unusual is not None and unusual.direction == "high":
         causes.append(
-            f"learning_rate {rate:g} is far above the usual {usual} for {settings.method} "
-            "fine-tuning"
+            f"learning_rate {rate:g} is far above the usual {unusual.usual} for "
+            f"{settings.method} fine-tuning"
         )
     if training["fp16"]:
         causes.append("fp16 overflows easily; bf16 (on cards that have it) keeps fp32's range")

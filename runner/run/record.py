@@ -29,7 +29,7 @@ def record_start(
     earlier fields and sessions kept, the last stop cleared)."""
     import os
 
-    from runner.recipe.load import dump_yaml
+    from runner.recipe.yaml_dialect import dump_yaml
     from runner.run.directory import library_versions, now, this_host
     from runner.run.resume import session_data
     from runner.run.session import open_session
@@ -76,10 +76,10 @@ def plan_record(checked: Any) -> dict[str, Any]:
     trained token model FLOPs utilisation is counted with."""
     from runner.plan.throughput import flops_per_token
 
-    error = checked.context.plan_or_error if checked.context is not None else None
-    if error is None or isinstance(error, Exception):
-        return {"error": str(error) if error is not None else "no plan"}
-    plan, estimate = error, error.estimate
+    plan = checked.plan_or_error  # the plan the check made (runner.check)
+    if plan is None or isinstance(plan, Exception):
+        return {"error": str(plan) if plan is not None else "no plan"}
+    estimate = plan.estimate
     return {
         "card": plan.card.name if plan.card else None,
         "verdict": plan.verdict,

@@ -42,7 +42,7 @@ import importlib
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
 
-DOCUMENT_MODULES: list[str] = ["runner.lint.rules.renamed_keys"]
+DOCUMENT_MODULES: list[str] = ["runner.lint.rules.renamed_keys", "runner.lint.rules.modeline"]
 MODULES: list[str] = [
     "runner.lint.rules.model_source",
     "runner.lint.rules.method",

@@ -48,7 +48,9 @@ class RuleContext:
       for a default, at its block.
     - `card`: the card checked against (the recipe's hardware, or `recipe plan --gpu`).
     - `model_config`: config.json fields of the model (runner.recipe.models), or None.
-    - `plan`: the memory plan against `card` (runner.plan), or None; made once.
+    - `plan`: the memory plan against `card` (runner.plan), or None: the one the check
+      makes once (`planner`, from runner.check), which `recipe plan` and the run
+      record read too.
     - `read_data`: `lint --data`: a rule may read local data files (to count rows).
     """
 
@@ -57,6 +59,7 @@ class RuleContext:
     settings: Settings | None = None
     card_override: Card | None = None
     read_data: bool = False
+    planner: Callable[[], Plan | PlanError] | None = None
 
     @property
     def s(self) -> Settings:
@@ -101,14 +104,13 @@ class RuleContext:
 
     @functools.cached_property
     def plan_or_error(self) -> Plan | PlanError:
-        """The recipe's memory plan against `card`, made once (the hardware-fit rules
-        and `recipe plan` share it), or why it cannot be made."""
-        from runner.plan.verdict import PlanError, make_plan
+        """The recipe's memory plan against `card` (the check's own, when it gave one),
+        or why it cannot be made."""
+        if self.planner is not None:
+            return self.planner()
+        from runner.plan.verdict import plan_or_error
 
-        try:
-            return make_plan(self.s, self.card)
-        except PlanError as exc:
-            return exc
+        return plan_or_error(self.s, self.card)
 
     @property
     def plan(self) -> Plan | None:

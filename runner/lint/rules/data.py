@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runner import RECIPES_DIR
 from runner.lint.rules.base import Finding, Rule, RuleContext
 from runner.plan.setup import padding_free
 from runner.recipe.diagnostics import ERROR, WARNING, KeyPath
@@ -28,7 +29,24 @@ def _data_file_missing(ctx: RuleContext) -> Iterator[Finding]:
     for key, item in data_sources(ctx.block("data")):
         source = item["source"]
         if looks_local(source, base) and not (base / Path(source).expanduser()).exists():
-            yield Finding((*key, "source"), {"source": source, "folder": str(base)})
+            values = {"source": source, "folder": str(base)}
+            yield Finding((*key, "source"), values, hint=_shipped_data_hint(ctx, source))
+
+
+def _shipped_data_hint(ctx: RuleContext, source: str) -> str | None:
+    """For a shipped recipe copied by hand out of recipes/: the shipped file its path
+    named there, and the command that makes a copy with its paths rewritten."""
+    shipped = RECIPES_DIR / source
+    if Path(source).is_absolute() or not shipped.is_file():
+        return None
+    name = ctx.data.get("name")
+    original = name if isinstance(name, str) and (RECIPES_DIR / f"{name}.yaml").is_file() else None
+    command = f"recipe new mine.yaml --from {original or '<shipped recipe>'}"
+    return (
+        f"{source!r} is shipped demo data, found beside the shipped recipes and not beside "
+        f"a copy: write `source: {shipped.resolve().as_posix()}`, or make the copy with "
+        f"`{command}`, which rewrites its paths"
+    )
 
 
 def _max_length_over_context(ctx: RuleContext) -> Iterator[Finding]:

@@ -1,35 +1,20 @@
-"""The learning-rate sanity rule: far outside the usual range for the method."""
+"""The learning-rate sanity rule: far outside the usual range for the method
+(runner.recipe.learning_rate holds the ranges)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 from runner.lint.rules.base import Finding, Rule, RuleContext
 from runner.recipe.diagnostics import WARNING
-
-# method -> (low, high, usual range in words)
-USUAL_RANGES = {
-    "full": (1e-7, 1e-4, "1e-6 to 5e-5"),
-    "lora": (1e-6, 1e-2, "5e-5 to 5e-4"),
-    "qlora": (1e-6, 1e-2, "5e-5 to 5e-4"),
-}
+from runner.recipe.learning_rate import unusual_learning_rate
 
 
 def _learning_rate_unusual(ctx: RuleContext) -> Iterator[Finding]:
-    if ctx.s.from_config:
-        return  # a model built from model.config trains from scratch, not fine-tuning
-    rate = ctx.s.training["learning_rate"]
-    low, high, usual = USUAL_RANGES[ctx.s.method]
-    if rate > high or rate < low:
-        yield Finding(
-            ("training", "learning_rate"),
-            {
-                "rate": rate,
-                "method": ctx.s.method,
-                "usual": usual,
-                "direction": "high" if rate > high else "low",
-            },
-        )
+    unusual = unusual_learning_rate(ctx.s)
+    if unusual is not None:
+        yield Finding(("training", "learning_rate"), dataclasses.asdict(unusual))
 
 
 RULES = [
