@@ -146,9 +146,7 @@ def train_in_run_dir(
     )  # fmt: skip
     session = lock.session  # this start's id in run.json's sessions (runner.run.session)
     try:
-        if resume:  # the data, as the recipe: the run's own, unless allowed
-            same_data(run_dir, prepared, allow_data_change)
-        point = continue_from(run_dir, settings) if resume else None
+        point = continue_from(run_dir, settings, prepared, allow_data_change) if resume else None
         argv = launch_argv(
             settings, placement, extra=accelerate_args, resume=point, cap_memory=cap_memory
         )
@@ -311,9 +309,11 @@ def resume_point_of(path: Path) -> Path | None:
     return point.checkpoint if point else None
 
 
-def continue_from(run_dir, settings) -> Path:
-    """The checkpoint a resumed run continues from, after checking the recipe is the
-    run's own (except keys safe to change) and setting aside incomplete checkpoints."""
+def continue_from(run_dir, settings, prepared, allow_data_change: bool) -> Path:
+    """The checkpoint a resumed run continues from, after checking that the recipe and
+    the data are the run's own (except keys safe to change, and data that
+    --allow-data-change lets change; a refusal leaves the run untouched), and setting
+    aside incomplete checkpoints."""
     from runner.run.checkpoints import resume_point, set_aside_incomplete
     from runner.run.directory import RunDirError
     from runner.run.resume import SAFE_ON_RESUME, resume_differences
@@ -328,6 +328,7 @@ def continue_from(run_dir, settings) -> Path:
                 f"(another output_dir, or --overwrite). Safe to change on resume: "
                 f"{', '.join(SAFE_ON_RESUME)}"
             )
+    same_data(run_dir, prepared, allow_data_change)  # like the recipe, before anything is written
     settle_earlier(run_dir)  # a session that ended without a record is `stale`
     point = resume_point(run_dir)
     if point is None:
