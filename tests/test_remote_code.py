@@ -204,7 +204,12 @@ def test_with_the_flag_the_run_trains_and_records_each_code_files_sha256(trained
 def test_after_training_commands_need_the_flag_and_the_code_the_run_recorded(trained):
     folder, _, run = trained
     (folder / "marker").unlink(missing_ok=True)
-    for command in (["infer", str(run), "--prompt", "x"], ["merge", str(run)], ["eval", str(run)]):
+    for command in (
+        ["infer", str(run), "--prompt", "x"],
+        ["merge", str(run)],
+        ["eval", str(run)],
+        ["export", str(run), "--format", "gguf"],
+    ):
         refused = CliRunner().invoke(main, command)
         assert refused.exit_code == 1, command
         assert "model.trust_remote_code asks to run" in refused.stderr
