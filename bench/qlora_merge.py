@@ -11,11 +11,12 @@ inference kernel), on the run's held-out prompts and fixed chat prompts:
 For each: greedy token agreement (n/N prompts token-identical, up to --max-new-tokens),
 and the largest and mean absolute logit difference over every answer position, with
 the reference's answers fed to both (teacher forcing). The merged model is float32, so
-no export rounding is in these figures.
+no export rounding is in these figures. The run docs/export.md reports was made so:
 
     recipe run smollm2-135m-lora-cpu --set method=qlora \\
         --set 'quantization={load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_compute_dtype: float32}' \\
         --set training.max_steps=16 --set training.per_device_train_batch_size=8 \\
+        --set training.bf16=false --set data.eval.fraction=0.02 \\
         --set output_dir=outputs/smollm2-qlora
     python bench/qlora_merge.py outputs/smollm2-qlora
 """

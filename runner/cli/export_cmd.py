@@ -51,8 +51,21 @@ from runner.cli.targets import (
     show_default=True,
     help="What runs the file for --check: llama.cpp (llama-cpp-python) when installed.",
 )
-@click.option("--prompts", "count", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--max-new-tokens", default=32, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--prompts",
+    "count",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="How many prompts --check answers (half from the run's held-out data).",
+)
+@click.option(
+    "--max-new-tokens",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1),
+    help="The longest answer --check compares.",
+)
 @QLORA_BASE_OPTION
 @SET_OPTION
 @TRUST_REMOTE_CODE_OPTION
