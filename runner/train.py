@@ -137,12 +137,25 @@ def train(
     if settings.eval_before and resume is None:  # when to evaluate: runner.recipe.settings
         record_baseline(run, trainer)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    code = 0
     if callbacks.guard.reason is not None:  # diverged, or interrupted after a checkpoint
-        return (
-            record_stop(run, settings, trainer, callbacks) if trainer.is_world_process_zero() else 0
-        )
-    save_final(run, settings, trainer, tokenizer, result, data, callbacks)
-    return 0
+        if trainer.is_world_process_zero():
+            code = record_stop(run, settings, trainer, callbacks)
+    else:
+        save_final(run, settings, trainer, tokenizer, result, data, callbacks)
+    leave_together(trainer)
+    return code
+
+
+def leave_together(trainer: Any) -> None:
+    """On several processes, every one waits for the others (the main one writes the
+    record last) and then leaves the process group: one left to the interpreter's exit
+    can abort (SIGABRT, "terminate called without an active exception") while the main
+    machine's store goes down, failing a run that had finished."""
+    accelerator = trainer.accelerator
+    if accelerator.num_processes > 1:
+        accelerator.wait_for_everyone()
+        accelerator.state.destroy_process_group()
 
 
 def sft_trainer(
