@@ -227,11 +227,22 @@ def test_chat_with_a_model_without_chat_template_suggests_infer(tiny_model_dir):
     assert f"recipe infer {tiny_model_dir}" in result.stderr
 
 
-def test_plain_model_directory_works_with_infer(tiny_model_dir):
-    result = cli(
-        "infer", str(tiny_model_dir), "--prompt", "Uppercase: abc\n", "--max-new-tokens", "3"
-    )
+def test_plain_model_directory_works_with_infer(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "answers.jsonl"
+    asked = ["--prompt", "Uppercase: abc\n", "--max-new-tokens", "3", "--out", str(out)]
+    result = cli("infer", str(tiny_model_dir), *asked)
     assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["prompt"] == "Uppercase: abc\n"
+    # the model as saved, greedy: the prompt's tokens, then at most 3 more
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = tokenizer("Uppercase: abc\n", return_tensors="pt")["input_ids"]
+    greedy = model.generate(ids, max_new_tokens=3, do_sample=False)[0, ids.shape[1] :]
+    assert row["generation"] == tokenizer.decode(greedy, skip_special_tokens=True)
+    assert row["generation"], "empty"
 
 
 def test_sampling_with_a_seed_is_repeatable(lora_run):

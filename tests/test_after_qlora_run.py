@@ -45,11 +45,25 @@ def test_the_base_loads_in_4bit_as_trained_unless_told_otherwise(qlora_run):
     assert not plain.quantized and linear_kinds(plain.model) == {"Linear"}
 
 
-def test_infer_runs_on_the_4bit_base(qlora_run):
-    result = CliRunner().invoke(
-        main, ["infer", str(qlora_run), "--prompt", "Uppercase: abc\n", "--max-new-tokens", "4"]
-    )
+def test_infer_runs_on_the_4bit_base(qlora_run, tmp_path):
+    from runner.after.load import as_trained, load_target
+    from runner.after.prompts import format_prompt
+    from runner.after.target import find_target
+    from runner.generation import Sampling, generate
+
+    out = tmp_path / "answers.jsonl"
+    asked = ["--prompt", "Uppercase: abc\n", "--max-new-tokens", "4", "--out", str(out)]
+    result = CliRunner().invoke(main, ["infer", str(qlora_run), *asked])
     assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    # the answer is the 4-bit base's with the adapter, greedy, as training computed it
+    loaded = as_trained(load_target(find_target(str(qlora_run)), device="cpu"))
+    assert loaded.quantized
+    prompt = format_prompt(loaded.fmt, loaded.tokenizer, "Uppercase: abc\n", "")
+    (expected,) = generate(
+        loaded.model, loaded.tokenizer, [prompt], Sampling(max_new_tokens=4), loaded.stop_ids
+    )
+    assert row["generation"] == expected.text
 
 
 def merge_logits(qlora_run, out, *args):

@@ -80,6 +80,8 @@ def test_columns_mapping_is_honoured(tmp_path) -> None:
     columns = "\n      columns: {instruction: question, output: answer}"
     recipe = write(tmp_path, [{"question": "a", "answer": "b"}], columns=columns)
     assert lint(str(recipe)).exit_code == 0
+    unmapped = write(tmp_path, [{"question": "a", "answer": "b"}])
+    assert [d["rule"] for d in diagnostics(lint(str(unmapped)))] == ["data-columns-missing"]
 
 
 def test_csv_files_are_read_too(tmp_path) -> None:

@@ -68,7 +68,10 @@ def test_max_length_is_checked_against_a_local_model_folder(tmp_path) -> None:
 
 def test_an_unknown_model_skips_the_context_check(tmp_path) -> None:
     result = check_recipe(write(tmp_path, "someone/unknown-model", ", max_length: 100000"))
-    assert result.ok
+    assert result.ok and "max-length-over-context" not in rules_of(result)
+    assert "max-length-over-context" in rules_of(  # a model with a known context: checked
+        check_recipe(write(tmp_path, "meta-llama/Llama-3.2-1B-Instruct", ", max_length: 200000"))
+    )
 
 
 def test_bf16_support_follows_a_custom_card(tmp_path) -> None:
@@ -88,6 +91,8 @@ def test_fp16_on_a_t4_is_clean(tmp_path) -> None:
         ["hardware.gpu=t4", "training.bf16=false", "training.fp16=true", "model.dtype=float16"],
     )
     assert result.ok, [d.format() for d in result.diagnostics]
+    assert not rules_of(result) & {"bf16-unsupported", "fp16-on-bf16-card"}
+    assert "bf16-unsupported" in rules_of(check_recipe(path, ["hardware.gpu=t4"]))
 
 
 FIXTURE_MODELS = {
@@ -126,6 +131,11 @@ def test_lint_data_reads_the_real_alpaca_sample(tmp_path) -> None:
     path.write_text(path.read_text().replace("tatsu-lab/alpaca", "alpaca.json"))
     result = check_recipe(path, read_data=True)
     assert result.ok, [d.format() for d in result.diagnostics]
+    rows = json.loads((tmp_path / "alpaca.json").read_text())
+    del rows[2]["instruction"]  # the same file with one row broken: lint reads every row
+    (tmp_path / "alpaca.json").write_text(json.dumps(rows))
+    broken = check_recipe(path, read_data=True)
+    assert not broken.ok and any("alpaca.json" in d.format() for d in broken.diagnostics)
 
 
 def test_a_template_file_is_found_relative_to_the_recipe_not_the_working_directory(

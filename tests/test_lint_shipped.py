@@ -34,6 +34,9 @@ def test_lint_recipes_folder_exits_0() -> None:
 def test_lint_accepts_a_shipped_recipe_name() -> None:
     result = CliRunner().invoke(main, ["lint", "demo-uppercase"])
     assert result.exit_code == 0, result.output
+    assert "1 recipe(s) checked: 0 error(s)" in result.output
+    unknown = CliRunner().invoke(main, ["lint", "demo-uppercas"])
+    assert unknown.exit_code == 1 and "demo-uppercase" in unknown.output  # did you mean
 
 
 def test_json_output_has_the_documented_shape() -> None:

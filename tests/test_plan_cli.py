@@ -91,6 +91,8 @@ def test_tokens_give_a_time_per_epoch_with_the_stated_utilisation():
 def test_gpu_and_memory_gib_together_is_a_usage_error():
     result = plan("llama32-1b-full-3090", "--gpu", "rtx-3090", "--memory-gib", "24")
     assert result.exit_code == 2
+    assert "--gpu" in result.output and "--memory-gib" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_lint_errors_stop_the_plan_with_diagnostics_and_no_traceback():

@@ -15,9 +15,18 @@ from runner.plan.setup import DTYPE_BYTES, Setup
 # 32768 vocabulary entries in the compute dtype, recomputed in backward.
 LM_TOKEN_CHUNK = 4096
 LM_VOCAB_CHUNK = 32768
-# What dropout keeps for backward per element: CUDA's native_dropout saves a bool mask.
-# (On CPU, dropout saves a noise tensor in the input's dtype instead.)
-DROPOUT_MASK_BYTES = 1
+# What dropout keeps for backward per element: CUDA's native_dropout saves a bool mask;
+# on the CPU dropout saves its noise tensor, in the dtype of what it drops (`dropout_bytes`).
+CUDA_DROPOUT_MASK_BYTES = 1
+
+
+def dropout_bytes(setup: Setup, a: int) -> int:
+    """Bytes per element dropout keeps for backward in front of a LoRA adapter: a bool
+    mask on CUDA; on the CPU a noise tensor in the adapter's dtype, since PEFT casts the
+    input to it first (float32 LoRA adapters; QLoRA's adapters in the compute dtype)."""
+    if setup.device == "cuda":
+        return CUDA_DROPOUT_MASK_BYTES
+    return 4 if setup.method == "lora" else a
 
 
 def _lora_input(
@@ -31,14 +40,14 @@ def _lora_input(
 ) -> None:
     """What a LoRA branch saves for the adapter on `name` (input `x_name`, width `width`).
 
-    With dropout each adapter keeps its own dropped copy of the input (and, on CUDA, the
-    bool mask of native_dropout). fp32 adapters under bf16 autocast keep a bf16 cast of
+    With dropout each adapter keeps its own dropped copy of the input and what dropout
+    needs for backward (`dropout_bytes`). fp32 adapters under bf16 autocast keep a bf16 cast of
     their input; bf16 adapters (QLoRA) read the input itself.
     """
     casts = setup.method == "lora" and setup.mixed_precision != "no"
     if setup.lora_dropout > 0:
         if input_grad:  # no gradient flows to a frozen input: dropout keeps no mask
-            saved[f"{name}.dropout_mask"] = DROPOUT_MASK_BYTES * width
+            saved[f"{name}.dropout_mask"] = dropout_bytes(setup, a) * width
         saved[f"{name}.lora_in"] = (2 if casts else a) * width
     elif casts:
         saved[f"{name}.lora_in"] = 2 * width

@@ -54,6 +54,7 @@ class Setup:
     zero_stage: int = 0
     offload_optimizer: bool = False
     offload_params: bool = False
+    device: str = "cuda"  # cuda | cpu: what dropout keeps for backward differs (activations.py)
 
     @property
     def activation_bytes(self) -> int:
