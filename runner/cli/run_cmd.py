@@ -207,9 +207,9 @@ def run_other_machine(
     """A machine other than 0 of a multi-machine run: its own launch files (so a shared
     run directory is not written twice) and its training processes; the run's record,
     metrics and model are machine 0's."""
-    from runner.data.prepared import write_pointer
+    from runner.data.store import write_pointer
     from runner.expand.engines import launch_home
-    from runner.expand.launch import launch_argv, shell_command, write_launch_files
+    from runner.expand.launch import launch_argv, shell_command, write_accelerate_config
     from runner.run.directory import RunDirectory, RunDirError
     from runner.run.ownership import lock_when_free
 
@@ -226,7 +226,7 @@ def run_other_machine(
             raise RunDirError(f"{settings.output_dir}: no complete checkpoint to resume from")
         argv = launch_argv(settings, placement, extra=extra, resume=point, cap_memory=cap_memory)
         home.resolved.write_text(dump_yaml(settings.resolved), encoding="utf-8")
-        write_launch_files(settings, placement, home.path)
+        write_accelerate_config(settings, placement, home.path)
         if settings.builds_base and not home.base.is_dir():
             write_base(settings, home.base)
         where = f"machine {settings.machine_rank} of {settings.num_machines}"
@@ -261,11 +261,11 @@ def prepared_data(settings, no_cache: bool):
     read and checked (bad rows listed by source and line), rendered and tokenized."""
     import tempfile
 
-    from runner.data.prepared import prepare_data
+    from runner.data.store import stored_data
     from runner.data.truncation import rows_line
 
     scratch = Path(tempfile.mkdtemp(prefix="recipe-prepared-")) / "prepared"
-    prepared = prepare_data(settings, use_cache=not no_cache, into=scratch)
+    prepared = stored_data(settings, use_cache=not no_cache, into=scratch)
     if prepared.hit:
         click.echo(f"data cache: hit (key {prepared.record['key'][:12]})", err=True)
     else:
@@ -281,7 +281,7 @@ def keep_prepared(prepared, home: Path):
     """Data prepared outside the cache moves into the run directory it belongs to."""
     import shutil
 
-    from runner.data.prepared import Prepared
+    from runner.data.store import Prepared
 
     if prepared.record.get("key"):
         return prepared
@@ -370,9 +370,9 @@ def prepare(run_dir, checked, placement, argv, prepared, overrides, point, sessi
     """Write the run's record, its accelerate (and DeepSpeed) config, where its prepared
     data is and, for a model.config or GGUF recipe, the base model it starts from
     (runner.expand.model.save_base_model) before anything trains."""
-    from runner.data.prepared import write_pointer
+    from runner.data.store import write_pointer
     from runner.expand.engines import stray_default_config
-    from runner.expand.launch import write_launch_files
+    from runner.expand.launch import write_accelerate_config
     from runner.run.checkpoints import ResumePoint
     from runner.run.record import record_start
 
@@ -381,7 +381,7 @@ def prepare(run_dir, checked, placement, argv, prepared, overrides, point, sessi
     write_pointer(run_dir.path, prepared)
     record_start(run_dir, checked, argv, prepared, overrides, resume, session)
     settings = checked.settings
-    write_launch_files(settings, placement, run_dir.path)
+    write_accelerate_config(settings, placement, run_dir.path)
     stray = stray_default_config()
     if stray is not None:
         click.echo(f"note: {stray} (accelerate's default config) is not used; this run's "
