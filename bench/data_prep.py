@@ -1,4 +1,4 @@
-"""Data preparation, first run against a cached rerun (runner.data.prepared / cache).
+"""Data preparation, first run against a cached rerun (runner.data.store / cache).
 
     python bench/data_prep.py [--rows 200000] [--tokenizer PATH]
 
@@ -92,10 +92,10 @@ output_dir: {path.parent / "run"}
 
 
 def timed_prepare(settings) -> tuple[float, bool]:
-    from runner.data.prepared import prepare_data
+    from runner.data.store import stored_data
 
     started = time.perf_counter()
-    prepared = prepare_data(settings, use_cache=True, into=Path(tempfile.mkdtemp()))
+    prepared = stored_data(settings, use_cache=True, into=Path(tempfile.mkdtemp()))
     return time.perf_counter() - started, prepared.hit
 
 

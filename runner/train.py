@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.data.prepared import training_data
+from runner.data.store import training_data
 from runner.expand.library_kwargs import lora_kwargs
 from runner.expand.model import load_model
 from runner.expand.placement import Placement

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.data.formats import normalize_row
-from runner.data.prepare import BadRowsError, load_examples, parse_rows
+from runner.data.rows import BadRowsError, load_examples, parse_rows
 from runner.data.sources import DataError
 
 ALPACA_ROWS = [
@@ -196,7 +196,7 @@ def test_text_cannot_be_mixed_with_instruction_data(tmp_path):
 
 
 def test_instruction_and_messages_sources_mix_as_conversations(tmp_path):
-    from runner.data.prepare import trl_row
+    from runner.data.rows import trl_row
     from runner.data.templates import PromptFormat
 
     a = write_jsonl(tmp_path / "a.jsonl", ALPACA_ROWS[:2])

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import write_recipe
 
 from runner.cli import main
-from runner.data.prepare import load_examples
+from runner.data.rows import load_examples
 
 # Values that type-guessing readers turn into timestamps, numbers or booleans when a whole
 # column looks alike: one column of each kind.
@@ -129,7 +129,7 @@ def test_a_number_written_as_a_number_is_named_by_its_line(tmp_path):
     line with the fix, by lint --data and by the run's reader alike."""
     from conftest import settings_of
 
-    from runner.data.prepare import BadRowsError
+    from runner.data.rows import BadRowsError
 
     data = tmp_path / "d.jsonl"
     data.write_text(

@@ -48,7 +48,7 @@ def sft_labels(settings, rows, tokenizer, data, tmp_path, tokenized=False):
 
 @pytest.mark.parametrize("template", ["plain", "alpaca"])
 def test_prepared_rows_train_exactly_the_tokens_of_trls_own_preparation(tmp_path, template):
-    from runner.data.prepare import fit_data, rendered_data
+    from runner.data.rows import fit_data, rendered_data
     from runner.expand.tokenizer import load_tokenizer
 
     settings = settings_of(
@@ -67,7 +67,7 @@ def test_prepared_rows_train_exactly_the_tokens_of_trls_own_preparation(tmp_path
 
 @pytest.mark.fixtures
 def test_prepared_conversations_train_the_assistant_turns_trl_would(tmp_path, shared_fixtures):
-    from runner.data.prepare import fit_data, rendered_data
+    from runner.data.rows import fit_data, rendered_data
     from runner.expand.tokenizer import load_tokenizer
 
     data_file = tmp_path / "chat.jsonl"
@@ -94,18 +94,18 @@ def test_prepared_conversations_train_the_assistant_turns_trl_would(tmp_path, sh
 
 
 def test_the_training_processes_read_the_prepared_data_and_no_row(tmp_path, monkeypatch):
-    import runner.data.prepare as prepare
-    from runner.data.prepared import prepare_data, training_data, write_pointer
+    import runner.data.rows as rows
+    from runner.data.store import stored_data, training_data, write_pointer
     from runner.expand.tokenizer import load_tokenizer
 
     settings = settings_of("demo-uppercase")
-    prepared = prepare_data(settings, use_cache=False, into=tmp_path / "prepared")
+    prepared = stored_data(settings, use_cache=False, into=tmp_path / "prepared")
     write_pointer(tmp_path, prepared)
 
     def no_rows(*args, **kwargs):
         raise AssertionError("a training process read the data rows")
 
-    monkeypatch.setattr(prepare, "load_examples", no_rows)
+    monkeypatch.setattr(rows, "load_examples", no_rows)
     data = training_data(settings, load_tokenizer(settings), home=tmp_path)
     assert "input_ids" in data.train.column_names and len(data.train) == 2000
     assert data.examples.eval and data.examples.shape == "instruction"
@@ -187,7 +187,7 @@ def test_the_cache_stays_under_its_size_limit_dropping_the_least_recently_used(
 
 
 def test_a_cache_hit_records_this_recipes_own_data_paths(tmp_path):
-    from runner.data.prepared import prepare_data
+    from runner.data.store import stored_data
 
     copies = []
     for name in ("one", "two"):
@@ -196,7 +196,7 @@ def test_a_cache_hit_records_this_recipes_own_data_paths(tmp_path):
         shutil.copyfile(DEMO_TRAIN, copy)
         copies.append(copy)
     first, second = (
-        prepare_data(
+        stored_data(
             settings_of("demo-uppercase", f"data.train.0.source={copy}"),
             use_cache=True,
             into=tmp_path / "unused",

@@ -119,7 +119,7 @@ def test_the_tokenizer_comes_from_the_file_and_the_data_cache_key_from_its_conte
     from conftest import settings_of
 
     from runner.data.cache import data_key
-    from runner.data.prepared import template_text
+    from runner.data.store import template_text
     from runner.expand.tokenizer import load_tokenizer
 
     settings = settings_of(recipe_for(tmp_path, str(smollm2_gguf)))

@@ -28,7 +28,7 @@ ATTENTION = ["sdpa", "eager"]
 
 
 def tokenized_rows(mask: str = "completion_mask", n: int = 6, seed: int = 0) -> list[dict]:
-    """Rows as the runner prepares them (runner.data.prepared.tokenize): input ids and
+    """Rows as the runner prepares them (runner.data.store.tokenize): input ids and
     the mask TRL turns into labels, of varied lengths (some short, some long)."""
     rng = random.Random(seed)
     rows = []

@@ -191,7 +191,16 @@ def test_two_machines_on_one_host_make_one_run_and_both_exit_0(tmp_path, tiny_mo
     assert other.returncode == 0, err[-3000:]
     assert "machine 1 of 2: done" in out
     run_dir = tmp_path / "run"
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "succeeded"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    # one preparation path: both machines read the data a one-machine run reads
+    key = json.loads((single / "run.json").read_text())["data_cache"]["key"]
+    node = json.loads((run_dir / ".recipe-node-1" / "prepared.json").read_text())
+    assert record["data_cache"]["key"] == node["key"] == key
+    rows = [line for line in first.stderr.splitlines() if line.startswith("rows: ")]
+    assert len(rows) == 1 and rows == [
+        line for line in err.splitlines() if line.startswith("rows: ")
+    ]
     assert not (run_dir / ".recipe-node-1" / "run.json").exists()  # one record
     assert losses(run_dir) == pytest.approx(losses(single), abs=TOLERANCE)
     assert (run_dir / "final" / "model.safetensors").is_file()

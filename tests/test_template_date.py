@@ -67,7 +67,7 @@ def test_preview_trains_on_the_recipes_date_and_shows_it(tmp_path, shared_fixtur
 
 def test_the_cache_key_follows_the_recipes_date_and_nothing_else(tmp_path, shared_fixtures):
     from runner.data.cache import data_key
-    from runner.data.prepared import template_text
+    from runner.data.store import template_text
 
     recipe = llama32_recipe(tmp_path, shared_fixtures)
     settings = settings_of(recipe)
@@ -79,7 +79,7 @@ def test_the_cache_key_follows_the_recipes_date_and_nothing_else(tmp_path, share
 
 def test_infer_and_chat_render_the_prompt_with_the_date_training_used(tmp_path, shared_fixtures):
     from runner.after.prompts import format_prompt, prompt_format
-    from runner.data.prepare import fit_data
+    from runner.data.rows import fit_data
     from runner.expand.tokenizer import load_tokenizer
     from runner.recipe.template import Template
     from runner.run.template_copy import save_chat_template

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import settings_of
 
-from runner.data.prepare import trl_row
+from runner.data.rows import trl_row
 from runner.data.templates import PromptFormat, render_prompt, training_chat_template
 from runner.data.tokens import trained_tokens
 from runner.expand.tokenizer import end_of_turn_token, load_tokenizer

@@ -39,7 +39,7 @@ def eval_data(target: Target, data: str | None, fmt: str | None) -> EvalData:
     """The run's eval split, or the rows of `--data` read as `--format` (default: the
     format of the run's training data)."""
     from runner.data.formats import SHAPE
-    from runner.data.prepare import load_examples, read_source
+    from runner.data.rows import load_examples, read_source
     from runner.recipe.schema import fill_defaults, load_schema
 
     settings = target.settings
@@ -122,7 +122,7 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from runner.data.prepare import fitted, uses_assistant_only_loss
+    from runner.data.rows import fitted, uses_assistant_only_loss
     from runner.data.templates import has_generation_markers, training_chat_template
     from runner.data.truncation import require_fit, row_limit
     from runner.expand.placement import Placement

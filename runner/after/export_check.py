@@ -82,7 +82,7 @@ def check_prompts(target: Target, count: int) -> list[tuple[Any, str]]:
     """(prompt, input) pairs: up to half of them the run's held-out prompts (what it
     learnt), the rest fixed chat prompts (what it should still do)."""
     from runner.after.evaluate import prompt_and_reference
-    from runner.data.prepare import load_examples
+    from runner.data.rows import load_examples
     from runner.errors import UserError
 
     chosen: list[tuple[Any, str]] = []

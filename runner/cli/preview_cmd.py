@@ -29,8 +29,8 @@ def preview(recipe: str, count: int, overrides: tuple[str, ...], trust_remote_co
     the counts say what became of every row. Loads the tokenizer and the data, never the
     model weights.
     """
-    from runner.data.prepared import training_data
     from runner.data.preview import length_stats, render_marked, template_values
+    from runner.data.store import training_data
     from runner.expand.tokenizer import load_tokenizer
     from runner.recipe.remote_code import require_permission
 

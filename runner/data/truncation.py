@@ -22,7 +22,7 @@ nothing is overlong.
 `fit_split` returns the tokenized rows SFTTrainer trains on, each within the limit and
 with a trained token, so TRL cuts and drops nothing; `RowCounts` says what became of
 every row. `recipe lint --data`, `recipe preview` and `recipe run` all count through it
-(runner.data.prepare.fit_data).
+(runner.data.rows.fit_data).
 """
 
 from __future__ import annotations

@@ -63,13 +63,21 @@ def accelerate_config(settings: Settings, placement: Placement) -> dict[str, Any
     return config
 
 
+def owns_run(settings: Settings) -> bool:
+    """Whether this machine owns the run: machine 0 of a multi-machine recipe (and the
+    one machine of any other) keeps the run directory, run.json, the metrics and the
+    model; the others only train."""
+    return settings.machine_rank == 0
+
+
 def launch_home(settings: Settings) -> Path:
     """Where this machine keeps what its training processes read (the resolved recipe,
     the accelerate and DeepSpeed configs, a model.config base): the run directory on
-    machine 0, `<run>/.recipe-node-<rank>/` on the others (the run directory may be
-    shared, and only machine 0 writes the run's own files)."""
-    rank = settings.machine_rank
-    return settings.output_dir if rank == 0 else settings.output_dir / f".recipe-node-{rank}"
+    the machine that owns the run, `<run>/.recipe-node-<rank>/` on the others (the run
+    directory may be shared, and only machine 0 writes the run's own files)."""
+    if owns_run(settings):
+        return settings.output_dir
+    return settings.output_dir / f".recipe-node-{settings.machine_rank}"
 
 
 def deepspeed_file(settings: Settings) -> str:

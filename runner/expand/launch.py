@@ -2,7 +2,7 @@
 
 `launch_argv` is pure: the same settings and placement give the same argv, so tests
 assert it exactly. Everything accelerate needs is in the run's own config file
-(runner.expand.engines, written by `write_launch_files`); the command line adds only the
+(runner.expand.engines, written by `write_accelerate_config`); the command line adds only the
 mixed precision, the CPU threads per process and what the user puts after `--` (last, so
 it wins).
 With the placement `recipe run` decides (runner.expand.placement.choose_placement), it
@@ -68,7 +68,7 @@ def launch_argv(
     return argv
 
 
-def write_launch_files(settings: Settings, placement: Placement, run_dir: Path) -> None:
+def write_accelerate_config(settings: Settings, placement: Placement, run_dir: Path) -> None:
     """Write the run's accelerate config (and DeepSpeed JSON) that `launch_argv` names."""
     (run_dir / ACCELERATE_CONFIG).write_text(dump_yaml(accelerate_config(settings, placement)))
     ds = deepspeed_config(settings)

@@ -11,7 +11,7 @@ its 1-based line. Hub datasets and other file types are left to `recipe run`/`re
 preview`.
 
 `count_rows` then reads every row through the path `recipe preview` and `recipe run`
-take (runner.data.prepare.fit_data: rendered, tokenized, fitted to max_length), when
+take (runner.data.rows.fit_data: rendered, tokenized, fitted to max_length), when
 every source is a local text file and the tokenizer's files are on this machine; it
 reports the same counts they do, and the same errors: `max-length-over-context` for a
 row past the model's context, `overlong-rows` for rows dropped or refused.
@@ -131,7 +131,7 @@ def count_rows(ctx: RuleContext) -> tuple[list[Diagnostic], dict[str, Any] | Non
     from runner.logs import quiet_libraries
 
     quiet_libraries(cpu=True)  # before the tokenizer's libraries are imported
-    from runner.data.prepare import BadRowsError, fit_data
+    from runner.data.rows import BadRowsError, fit_data
     from runner.data.truncation import RowsError
     from runner.errors import UserError
     from runner.expand.tokenizer import load_tokenizer

@@ -12,7 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from runner.data.prepare import TrainingData
+from runner.data.rows import TrainingData
 from runner.recipe.settings import Settings
 from runner.run.checkpoints import PROGRESS, progress_of, step_of
 from runner.run.directory import RunDirectory

@@ -69,7 +69,7 @@ RUNNER_ENTRIES = frozenset(
         "README.md",  # the model card the Trainer writes when it saves the model
         "accelerate.yaml",  # the run's accelerate config (runner.expand.engines)
         "deepspeed.json",  # its DeepSpeed config
-        "prepared.json",  # where its prepared data is (runner.data.prepared)
+        "prepared.json",  # where its prepared data is (runner.data.store)
         "prepared",  # that data, when prepared outside the cache (--no-cache)
     }
 )

@@ -136,7 +136,7 @@ def train_rows(ctx: RuleContext) -> int | None:
 
 
 def _selected(rows: int | str | None, available: int) -> int:
-    """How many rows a `rows:` selection keeps (as runner.data.prepare.parse_rows)."""
+    """How many rows a `rows:` selection keeps (as runner.data.rows.parse_rows)."""
     if rows is None:
         return available
     if isinstance(rows, int):

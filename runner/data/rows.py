@@ -1,4 +1,5 @@
-"""A recipe's data, from sources to the rows SFTTrainer trains on.
+"""A recipe's data, from sources to the rows SFTTrainer trains on: this module builds
+the rows; runner.data.store keeps them for the training processes.
 
 `load_examples` (no tokenizer, no model) reads every source, selects and shuffles rows
 with the recipe's seed, checks each row and applies `data.bad_rows`, mixes the sources
@@ -268,7 +269,7 @@ class TrainingData:
     """A recipe's checked examples rendered for SFTTrainer, with what the loss needs.
 
     `train`/`eval` are TRL rows (`rendered_data`) or tokenized rows that each fit
-    max_length (`fit_data`, or prepared by `recipe run`); `counts` says what became of
+    max_length (`fit_data`, or stored by `recipe run`: runner.data.store); `counts` says what became of
     every row (runner.data.truncation.RowCounts), when they were fitted."""
 
     examples: Examples

@@ -1,13 +1,14 @@
-"""A recipe's data prepared for SFTTrainer once, before launch, and read by every process.
+"""The prepared data, stored once before launch and read by every training process.
 
-`prepare_data` (by `recipe run`) finds the recipe's data in the cache (runner.data.cache)
-or builds it: rows read and checked, rendered through the template, tokenized the way
-SFTTrainer tokenizes (runner.data.tokens: input ids, and the completion or assistant
-mask TRL turns into labels) and fitted to max_length by `data.overlong_rows`
-(runner.data.prepare.fit_data), saved as Arrow files with the count of what became of
-every row. The training processes read those files (`load_prepared`); SFTTrainer sees
-tokenized rows that fit, and only builds labels. `<home>/prepared.json` (home: the
-folder `runner.train` is started on) says where they are.
+runner.data.rows builds the rows; this module keeps them. `stored_data` (called by
+`recipe run`) finds the recipe's data in the cache (runner.data.cache) or builds it
+there (`build_into`: rows read and checked, rendered through the template, tokenized the
+way SFTTrainer tokenizes, fitted to max_length by `data.overlong_rows` with
+runner.data.rows.fit_data) and saves it as Arrow files with the count of what became of
+every row. `write_pointer` writes `<home>/prepared.json` (home: the folder
+`runner.train` is started on), saying where they are; `training_data` is the one
+function a training process reads them through (`read_stored`), so SFTTrainer sees
+tokenized rows that fit and only builds labels.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.data import cache
-from runner.data.prepare import Examples, TrainingData, fit_data
+from runner.data.rows import Examples, TrainingData, fit_data
 from runner.data.templates import use_training_chat_template
 from runner.recipe.settings import Settings
 from runner.strict_json import strict_json
@@ -78,25 +79,25 @@ def for_recipe(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return {**record, "sources": renamed}
 
 
-def prepare_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared:
-    """The recipe's prepared data: from the cache, or built (into the cache, or into
-    `into` with the cache off or when no key can be made)."""
+def stored_data(settings: Settings, *, use_cache: bool, into: Path) -> Prepared:
+    """The recipe's prepared data, stored: found in the cache, or built (into the cache,
+    or into `into` with the cache off or when no key can be made)."""
     started = time.perf_counter()
     key = cache.data_key(settings, template_text(settings)) if use_cache else None
     if key is not None:
         entry = cache.lookup(key)
         hit = entry is not None
         if entry is None:
-            entry = cache.store(key, lambda folder: build(settings, folder, key))
+            entry = cache.store(key, lambda folder: build_into(settings, folder, key))
         record = for_recipe(entry.record(), settings)
         return Prepared(entry.path, record, hit, time.perf_counter() - started)
     into.mkdir(parents=True, exist_ok=True)
-    record = build(settings, into, None)
+    record = build_into(settings, into, None)
     (into / cache.PREPARED).write_text(strict_json(record, indent=2) + "\n", encoding="utf-8")
     return Prepared(into, record, False, time.perf_counter() - started)
 
 
-def build(settings: Settings, folder: Path, key: str | None) -> dict[str, Any]:
+def build_into(settings: Settings, folder: Path, key: str | None) -> dict[str, Any]:
     """Read, check, render, tokenize and fit the data into `folder`; its record."""
     from runner.expand.tokenizer import load_tokenizer
 
@@ -130,7 +131,7 @@ def write_pointer(home: Path, prepared: Prepared) -> dict[str, Any]:
     return pointer
 
 
-def load_prepared(home: Path, settings: Settings) -> tuple[Any, Any, dict[str, Any]] | None:
+def read_stored(home: Path, settings: Settings) -> tuple[Any, Any, dict[str, Any]] | None:
     """(train, eval or None, record) of the data prepared for the run started on `home`,
     or None when none was (the process then prepares it itself)."""
     pointer = home / POINTER
@@ -147,9 +148,9 @@ def load_prepared(home: Path, settings: Settings) -> tuple[Any, Any, dict[str, A
 
 def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) -> TrainingData:
     """The data SFTTrainer trains on: what `recipe run` prepared for the processes started
-    on `home` (runner.data.prepared: tokenized, read from disk), else read, checked,
+    on `home` (stored by `stored_data`: tokenized, read from disk), else read, checked,
     rendered and fitted here (`fit_data`)."""
-    prepared = load_prepared(home, settings) if home is not None else None
+    prepared = read_stored(home, settings) if home is not None else None
     if prepared is None:
         return fit_data(settings, tokenizer)
     train, evaluation, record = prepared
