@@ -45,7 +45,7 @@ def test_shipped_recipe_builds_real_lora_and_bnb_configs(name):
     if settings.method == "full":
         assert lora is None and bnb is None
         return
-    assert LoraConfig(**lora).r == settings.lora["r"]
+    assert LoraConfig(**lora).r == settings.lora_config["r"]
     if settings.method == "qlora":
         config = BitsAndBytesConfig(**bnb)
         assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"

@@ -54,7 +54,7 @@ def test_prompt_format_of_a_run_reads_the_copy(tmp_path: Path) -> None:
     from runner.recipe.settings import Settings
 
     save_text_template(tmp_path, Template("plain"))
-    settings = Settings({"data": {"template": "plain"}})
+    settings = Settings({"data": {"template": "plain", "template_variables": {}}})
     fmt = prompt_format(settings, tokenizer=None, run_path=tmp_path)
     assert fmt.template.text_file == tmp_path / "template" / "plain.json"
     assert (

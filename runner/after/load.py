@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from runner.after.prompts import prompt_format, stop_token_ids
 from runner.after.target import AfterError, Target, require_model
 from runner.data.templates import PromptFormat
+from runner.expand.library_kwargs import bnb_kwargs
 from runner.expand.placement import Placement, load_dtype, on_device
 from runner.recipe.remote_code import FLAG, needs_own_code
 
@@ -70,7 +71,7 @@ def model_dtype(target: Target, use_cpu: bool) -> str:
 def quantization_kwargs(target: Target, dtype: str, use_cpu: bool) -> dict[str, Any]:
     """BitsAndBytesConfig fields for a 4-bit base: the run's quantization block, else NF4."""
     settings = target.settings
-    fields = dict(settings.quantization or {}) if settings is not None else {}
+    fields = dict(bnb_kwargs(settings) or {}) if settings is not None else {}
     if not fields.get("load_in_4bit") and not fields.get("load_in_8bit"):
         fields = dict(PLAIN_ADAPTER_4BIT)
     compute = fields.get("bnb_4bit_compute_dtype") or (dtype if dtype != "auto" else "bfloat16")

@@ -205,8 +205,5 @@ def claim_home(checked, *, overwrite: bool, resume: bool):
 def used_paths(checked) -> list[Path]:
     """The recipe file and its local data: never inside a run directory to delete."""
     settings = checked.settings
-    sources = list(settings.data["train"])
-    if isinstance(settings.data.get("eval"), list):
-        sources += settings.data["eval"]
-    local = [Path(s["source"]) for s in sources if Path(s["source"]).is_absolute()]
+    local = [Path(s["source"]) for s in settings.sources if Path(s["source"]).is_absolute()]
     return [checked.recipe.path.resolve(), *local]

@@ -118,18 +118,17 @@ def data_key(settings: Any, template_text: str) -> str | None:
         return None
     limit = row_limit(settings)
     data = settings.data
-    sources = list(data["train"]) + (data["eval"] if isinstance(data.get("eval"), list) else [])
     identity = {
         "runner": __version__,
         "train": [source_identity(s) for s in data["train"]],
         "eval": data.get("eval") if isinstance(data.get("eval"), dict) else None,
-        "eval_sources": [source_identity(s) for s in sources[len(data["train"]) :]],
+        "eval_sources": [source_identity(s) for s in settings.eval_sources],
         "selection": {k: data.get(k) for k in ("shuffle", "bad_rows", "system_prompt")},
-        "template_variables": data.get("template_variables"),
+        "template_variables": settings.template_variables,
         "fit": {
             "limit": limit.tokens,
             "max_length": limit.max_length,
-            "policy": data.get("overlong_rows"),
+            "policy": settings.overlong_rows,
         },
         "seed": settings.seed,
         "template": template_text,

@@ -172,7 +172,7 @@ def load_examples(settings: Settings) -> Examples:
     train: list[tuple[dict[str, Any], str]] = []
     eval_rows: list[tuple[dict[str, Any], str]] = []
     bad, prints = [], []
-    for role, sources in (("train", data["train"]), ("eval", _eval_sources(data))):
+    for role, sources in (("train", data["train"]), ("eval", settings.eval_sources)):
         for source in sources:
             read = read_source(source, seed, shuffle and role == "train")
             (train if role == "train" else eval_rows).extend(
@@ -197,7 +197,7 @@ def load_examples(settings: Settings) -> Examples:
         raise DataError(
             "no training rows left after selection and bad-row skipping (check `rows:` and the data)"
         )
-    shapes = {SHAPE[s["format"]] for s in data["train"] + _eval_sources(data)}
+    shapes = {SHAPE[s["format"]] for s in settings.sources}
     return Examples(
         train=[example for example, _ in train],
         eval=[example for example, _ in eval_rows],
@@ -209,10 +209,6 @@ def load_examples(settings: Settings) -> Examples:
         eval_origins=[origin for _, origin in eval_rows],
         read=read_count,
     )
-
-
-def _eval_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
-    return data["eval"] if isinstance(data.get("eval"), list) else []
 
 
 def _shape(shapes: set[str]) -> str:

@@ -70,11 +70,9 @@ def for_recipe(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """A cached record as this recipe's: the key is the content, so the entry may have
     been built from the same rows at other paths; its sources are renamed to this
     recipe's (train sources, then eval sources, in order)."""
-    data = settings.data
-    sources = list(data["train"]) + (data["eval"] if isinstance(data.get("eval"), list) else [])
     renamed = [
         {**fingerprint, "source": str(source["source"])}
-        for fingerprint, source in zip(record.get("sources", []), sources, strict=False)
+        for fingerprint, source in zip(record.get("sources", []), settings.sources, strict=False)
     ]
     return {**record, "sources": renamed}
 

@@ -70,12 +70,12 @@ def model_context(settings: Settings) -> int | None:
 
 def row_limit(settings: Settings) -> Limit:
     """The limit a recipe's rows must fit (see the module docstring)."""
-    training = settings.training
+    training, max_length = settings.training, settings.max_length
     context = model_context(settings)
     if training["packing"] and training["packing_strategy"] == "bfd_split":
-        return Limit(None, training["max_length"], context)  # split, never cut
-    if training["max_length"] is not None:
-        return Limit(int(training["max_length"]), int(training["max_length"]), context)
+        return Limit(None, max_length, context)  # split, never cut
+    if max_length is not None:
+        return Limit(int(max_length), int(max_length), context)
     return Limit(context, None, context)
 
 

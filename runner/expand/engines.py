@@ -92,7 +92,7 @@ def deepspeed_config(settings: Settings) -> dict[str, Any] | None:
     if settings.strategy != "deepspeed" or settings.launch["deepspeed"].get("config_file"):
         return None
     ds = settings.launch["deepspeed"]
-    stage = int(ds["zero_stage"])
+    stage = settings.zero_stage
     zero: dict[str, Any] = {
         "stage": stage,
         "overlap_comm": True,

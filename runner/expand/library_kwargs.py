@@ -5,9 +5,11 @@ Pure functions from the effective settings to plain dicts: `sft_kwargs` for
 `transformers.BitsAndBytesConfig`. Nothing here imports those libraries, so
 `recipe show --as sft|lora|bnb` prints the exact arguments in a fraction of a second.
 
-The blocks mirror the library objects field for field, as resolved
-(runner.recipe.resolve decides the few runner defaults on top: bf16 and
-activation_checkpointing as TRL would, lora.task_type, the 4-bit compute dtype).
+The blocks mirror the library objects field for field, as resolved: the recipe's own
+values, with the few runner defaults runner.recipe.resolve decides on top (bf16 and
+activation_checkpointing as TRL would, lora.task_type, the 4-bit compute dtype). The
+libraries fill the rest themselves; `Settings.training` / `lora_config` /
+`quantization_config` say what they will be.
 The training step adds the data- and machine-dependent arguments at run time
 (runner.expand.training).
 """
@@ -30,11 +32,13 @@ def sft_kwargs(settings: Settings) -> dict[str, Any]:
 
 def lora_kwargs(settings: Settings) -> dict[str, Any] | None:
     """Keyword arguments for `peft.LoraConfig`, or None for full fine-tuning."""
-    lora = settings.lora
-    return None if lora is None else dict(sorted(copy.deepcopy(lora).items()))
+    if settings.lora_config is None:
+        return None
+    return dict(sorted(copy.deepcopy(settings.resolved["lora"]).items()))
 
 
 def bnb_kwargs(settings: Settings) -> dict[str, Any] | None:
     """Keyword arguments for `transformers.BitsAndBytesConfig`, or None when unquantized."""
-    quantization = settings.quantization
-    return None if quantization is None else dict(sorted(copy.deepcopy(quantization).items()))
+    if settings.quantization_config is None:
+        return None
+    return dict(sorted(copy.deepcopy(settings.resolved["quantization"]).items()))

@@ -52,8 +52,8 @@ def module_kinds(model: nn.Module) -> dict[str, str]:
 def require_targets(settings: Settings, modules: dict[str, str], model: str) -> None:
     """Raise TargetModulesError when an entry of lora.target_modules matches no module
     of `modules`, or one LoRA cannot adapt."""
-    lora = settings.lora
-    problems = target_problems(lora.get("target_modules"), modules) if lora else []
+    lora = settings.lora_config
+    problems = target_problems(lora["target_modules"], modules) if lora else []
     if problems:
         raise TargetModulesError(problems, model)
 
@@ -63,7 +63,7 @@ def check_before_loading(settings: Settings) -> None:
     model built on the meta device, for an architecture lint could not check. Nothing
     is checked here when lint did, or when the config cannot be read without loading
     the model (the training process checks the loaded model)."""
-    if settings.lora is None or llama_modules(_config(settings)) is not None:
+    if settings.lora_config is None or llama_modules(_config(settings)) is not None:
         return  # full fine-tuning, or lint checked the names already
     modules = meta_modules(settings)
     if modules is not None:

@@ -53,10 +53,10 @@ def run_sft_kwargs(
     # Log a non-finite loss as it is (the Trainer would average it away), so the logs and
     # the divergence guard (runner.run.guard) see it.
     kwargs.setdefault("logging_nan_inf_filter", False)
-    report_to = kwargs.get("report_to")
-    if report_to in (None, "none") or report_to == ["none"]:
+    report_to = settings.training["report_to"]
+    if report_to == "none" or report_to == ["none"]:
         kwargs["report_to"] = []
-    if not has_eval and kwargs.get("eval_strategy", "no") != "no":
+    if not has_eval and settings.strategy_of("eval") != "no":
         kwargs["eval_strategy"] = "no"
     if settings.strategy == "deepspeed":
         kwargs["deepspeed"] = deepspeed_file(settings)  # "auto" values filled by transformers

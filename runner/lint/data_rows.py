@@ -25,7 +25,7 @@ from typing import Any
 from runner.data.files import DataFileError, is_text_data, scan_rows
 from runner.data.formats import FIELDS, format_hint, missing_columns, normalize_row
 from runner.lint.rules.base import RuleContext
-from runner.lint.rules.data import data_sources
+from runner.lint.rules.data import written_sources
 from runner.recipe.diagnostics import ERROR, WARNING, Diagnostic, KeyPath
 from runner.recipe.resolve import looks_local
 
@@ -37,7 +37,7 @@ def check_rows(ctx: RuleContext, limit: int = FIRST_ROWS) -> list[Diagnostic]:
     recipe = ctx.recipe
     out: list[Diagnostic] = []
     skip_bad = ctx.s.data["bad_rows"] == "skip"
-    for key, source in data_sources(ctx.block("data")):
+    for key, source in written_sources(ctx.block("data")):
         reference = source["source"]
         if not looks_local(reference, recipe.directory):
             continue
@@ -121,11 +121,8 @@ def count_rows(ctx: RuleContext) -> tuple[list[Diagnostic], dict[str, Any] | Non
     from runner.data.files import is_text_data
 
     settings = ctx.s
-    sources = list(settings.data["train"])
-    if isinstance(settings.data.get("eval"), list):
-        sources += settings.data["eval"]
-    local = all(is_text_data(Path(str(s["source"]))) for s in sources)
-    code = settings.model.get("trust_remote_code") is True
+    local = all(is_text_data(Path(str(s["source"]))) for s in settings.sources)
+    code = settings.model["trust_remote_code"] is True
     if not local or code or tokenizer_identity(settings.model) is None:
         return [], None
     from runner.logs import quiet_libraries

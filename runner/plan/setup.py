@@ -10,6 +10,7 @@ flash-attn is installed, sdpa otherwise).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,27 +113,47 @@ def row_tokens(max_length: int | None, context: int | None) -> tuple[int, bool]:
     return context, True
 
 
+def _quantization_terms(quantization: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The estimator's quantization terms (none for an unquantized base)."""
+    if quantization is None:
+        return {}
+    return {
+        "quant_type": str(quantization["bnb_4bit_quant_type"]),
+        "double_quant": bool(quantization["bnb_4bit_use_double_quant"]),
+    }
+
+
+def _adapter_terms(lora: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The estimator's adapter terms (none for full fine-tuning)."""
+    if lora is None:
+        return {}
+    return {
+        "lora_r": int(lora["r"]),
+        "lora_targets": resolve_lora_targets(lora["target_modules"]),
+        "lora_dropout": float(lora["lora_dropout"]),
+        "modules_to_save": tuple(lora["modules_to_save"] or ()),
+    }
+
+
+def _deepspeed_offloads(settings: Settings, what: str) -> bool:
+    """Whether DeepSpeed keeps the optimizer states or the weights (`what`) off the GPU."""
+    deepspeed = settings.launch["deepspeed"] if settings.strategy == "deepspeed" else None
+    return deepspeed is not None and deepspeed[f"offload_{what}_device"] != "none"
+
+
 def setup_from_settings(settings: Settings, context: int | None = None) -> Setup:
     """The estimator's view of a recipe's effective settings; `context` is the model's
     (runner.plan.architecture), what `max_length: null` is planned at."""
     training = settings.training
-    quant = settings.effective("quantization")
-    lora = settings.effective("lora")
     launch = settings.launch
-    deepspeed = launch["deepspeed"] if settings.strategy == "deepspeed" else {}
     fsdp_offload = settings.strategy == "fsdp" and bool(launch["fsdp"]["cpu_offload"])
-    adapter = settings.adapter
     seq, seq_is_context = row_tokens(settings.max_length, context)
     return Setup(
         method=settings.method,
         dtype=settings.model_dtype,
         mixed_precision=settings.mixed_precision,
-        quant_type=str(quant["bnb_4bit_quant_type"]),
-        double_quant=bool(quant["bnb_4bit_use_double_quant"]),
-        lora_r=int(lora["r"]) if adapter else 0,
-        lora_targets=resolve_lora_targets(lora["target_modules"]) if adapter else (),
-        lora_dropout=float(lora["lora_dropout"]),
-        modules_to_save=tuple(lora["modules_to_save"] or ()),
+        **_quantization_terms(settings.quantization_config),
+        **_adapter_terms(settings.lora_config),
         optim=str(training["optim"]),
         batch=int(training["per_device_train_batch_size"]),
         eval_batch=int(training["per_device_eval_batch_size"]),
@@ -159,7 +180,6 @@ def setup_from_settings(settings: Settings, context: int | None = None) -> Setup
         strategy=settings.strategy,
         processes=settings.num_processes,
         zero_stage=settings.zero_stage,
-        offload_optimizer=deepspeed.get("offload_optimizer_device", "none") != "none"
-        or fsdp_offload,
-        offload_params=deepspeed.get("offload_param_device", "none") != "none" or fsdp_offload,
+        offload_optimizer=_deepspeed_offloads(settings, "optimizer") or fsdp_offload,
+        offload_params=_deepspeed_offloads(settings, "param") or fsdp_offload,
     )

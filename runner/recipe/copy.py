@@ -23,7 +23,7 @@ from runner import RECIPES_DIR, SCHEMAS_DIR, TEMPLATES_DIR
 from runner.errors import UserError
 from runner.recipe.catalog import find_recipe
 from runner.recipe.load import load_recipe
-from runner.recipe.resolve import looks_local
+from runner.recipe.resolve import data_sources, looks_local
 from runner.recipe.schema import MODELINE, SCHEMA_PATH
 from runner.recipe.yaml_dialect import round_trip_yaml
 
@@ -125,17 +125,10 @@ def _reference(value: str, cwd: Path, new_dir: Path) -> str:
 
 def _rebase_local_paths(doc: CommentedMap, old_dir: Path, new_dir: Path) -> None:
     block = doc.get("data")
-    if isinstance(block, dict):
-        for split in ("train", "eval"):
-            items = block.get(split)
-            for item in items if isinstance(items, list) else []:
-                ref = item.get("source") if isinstance(item, dict) else None
-                if (
-                    isinstance(ref, str)
-                    and looks_local(ref, old_dir)
-                    and not Path(ref).is_absolute()
-                ):
-                    item["source"] = reference_from(old_dir / ref, new_dir)
+    for item in data_sources(block) if isinstance(block, dict) else []:
+        ref = item.get("source") if isinstance(item, dict) else None
+        if isinstance(ref, str) and looks_local(ref, old_dir) and not Path(ref).is_absolute():
+            item["source"] = reference_from(old_dir / ref, new_dir)
     model = doc.get("model")
     if isinstance(model, dict):
         for key in ("id", "tokenizer"):

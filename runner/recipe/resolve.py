@@ -15,12 +15,19 @@ Decided here and nowhere else:
   `lora.task_type` = CAUSAL_LM;
 - `launch.strategy` (single, or ddp for several processes) and the engine's defaults;
 - `data.template` (a name, or an absolute file path), and `data.template_variables`
-  with `date_string` fixed (DEFAULT_TEMPLATE_VARIABLES) unless the recipe sets it;
+  with the schema's `date_string` kept under any variables the recipe sets (Llama 3.x
+  templates write "Today Date: ..." from transformers' clock unless given one, so the
+  training text, the data cache key and every prompt would follow the calendar);
 - local model, tokenizer and data paths relative to the recipe's folder, `output_dir`
   relative to the directory the command runs in.
 
-The other SFTConfig / LoraConfig / BitsAndBytesConfig defaults stay with the libraries;
-`Settings.training` reads them from the generated schema when a decision needs them.
+The other SFTConfig / LoraConfig / BitsAndBytesConfig defaults stay with the libraries
+(the resolved training block is what SFTConfig is given). `library_view` layers them,
+from the generated schema, under the resolved blocks - once per recipe, for
+`Settings.training` / `lora_config` / `quantization_config`; nothing else applies them.
+
+`keyed_sources` (with `data_sources` and `eval_sources`) lists a recipe's data sources,
+in the one order every step reads them: train, then eval.
 """
 
 from __future__ import annotations
@@ -38,11 +45,6 @@ LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 LOCAL_MODEL_SUFFIXES = (".gguf",)
 PACKAGE_PREFIX = "package:"
 BYTE_LEVEL = "byte-level"
-# What a chat template reads besides the conversation. Llama 3.x templates write "Today
-# Date: ..." from transformers' clock (strftime_now) unless `date_string` is given, so the
-# training text, the data cache key and every prompt would follow the calendar; the
-# runner gives the date those templates fall back to without a clock.
-DEFAULT_TEMPLATE_VARIABLES = {"date_string": "26 Jul 2024"}
 # deprecated TrainingArguments names -> the names transformers 5 reads
 TRAINING_ALIASES = {
     "gradient_checkpointing": "activation_checkpointing",
@@ -110,6 +112,22 @@ def trl_training_default(key: str) -> Any:
     return defaults.get(key)
 
 
+def library_view(resolved: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each library block (training, lora, quantization) as its library will see it: the
+    library's defaults (from the generated schema) under the resolved block, with the
+    values the library's own __post_init__ derives from them."""
+    view = {
+        block: {**library_defaults(block), **(resolved.get(block) or {})}
+        for block in LIBRARY_BLOCKS
+    }
+    training = view["training"]
+    if training["eval_steps"] is None and str(training["eval_strategy"]).lower() == "steps":
+        training["eval_steps"] = training["logging_steps"]  # TrainingArguments does so
+    if view["quantization"]["bnb_4bit_quant_storage"] is None:
+        view["quantization"]["bnb_4bit_quant_storage"] = "uint8"  # BitsAndBytesConfig does so
+    return view
+
+
 def resolve_training(training: dict[str, Any]) -> dict[str, Any]:
     """The training block with the aliases renamed and the mixed precision and
     checkpointing decided (see `trl_training_default`)."""
@@ -156,19 +174,37 @@ def package_file(reference: str) -> Path | None:
     return (Path(folders[0]) / inner).resolve() if folders and inner else None
 
 
+def keyed_sources(data: dict[str, Any]) -> list[tuple[tuple[str, int], Any]]:
+    """(("train" or "eval", index), source) for every data source of a data block, the
+    train sources first; eval sources only when data.eval lists them (not a fraction).
+    Reads a block as written too (lint's schema-level rules): anything not a list is no
+    sources."""
+    entries: list[tuple[tuple[str, int], Any]] = []
+    for split in ("train", "eval"):
+        items = data.get(split)
+        if isinstance(items, list):
+            entries += [((split, index), item) for index, item in enumerate(items)]
+    return entries
+
+
+def data_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every data source of a data block: the train sources, then the eval sources."""
+    return [source for _, source in keyed_sources(data)]
+
+
+def eval_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources data.eval lists (none when it is a fraction or absent)."""
+    return [source for (split, _), source in keyed_sources(data) if split == "eval"]
+
+
 def _resolve_data(data: dict[str, Any], recipe_dir: Path) -> None:
-    sources = list(data.get("train") or [])
-    if isinstance(data.get("eval"), list):
-        sources += data["eval"]
-    for source in sources:
+    for source in data_sources(data):
         ref = source.get("source")
         if isinstance(ref, str) and looks_local(ref, recipe_dir):
             source["source"] = absolute_path(ref, recipe_dir)
     data["template"] = resolve_template(data["template"], recipe_dir)
-    data["template_variables"] = {
-        **DEFAULT_TEMPLATE_VARIABLES,
-        **(data.get("template_variables") or {}),
-    }
+    default = properties(block_schema("data"))["template_variables"]["default"]
+    data["template_variables"] = {**default, **data["template_variables"]}
 
 
 def _resolve_adapters(resolved: dict[str, Any]) -> None:

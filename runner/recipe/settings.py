@@ -4,8 +4,10 @@
 default is decided) and answers the questions the lint rules, `recipe plan`, the
 expansion into library objects, training and the after-training commands all ask -
 which method, which dtype and mixed precision, which template, which launch strategy,
-what a training value will be once SFTConfig fills its own defaults - so each is
-answered in one place. Pure: no torch, transformers, trl or datasets import.
+what a training, LoRA or quantization value will be once the library fills its own
+defaults, which data sources the recipe reads - so each is answered in one place, and
+each key is read through one property here. Pure: no torch, transformers, trl or
+datasets import.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from runner.recipe.hardware import Card, card_for
 from runner.recipe.models import gguf_file_of
-from runner.recipe.resolve import BYTE_LEVEL, library_defaults
+from runner.recipe.resolve import BYTE_LEVEL, data_sources, eval_sources, library_view
 from runner.recipe.template import Template
 
 
@@ -34,7 +36,7 @@ class Settings:
 
     @property
     def name(self) -> str:
-        return str(self.resolved.get("name", "run"))
+        return str(self.resolved["name"])
 
     @property
     def method(self) -> str:
@@ -48,6 +50,16 @@ class Settings:
     @property
     def data(self) -> dict[str, Any]:
         return self.resolved["data"]
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """Every data source, train then eval (runner.recipe.resolve.data_sources)."""
+        return data_sources(self.data)
+
+    @property
+    def eval_sources(self) -> list[dict[str, Any]]:
+        """The sources data.eval lists (none when it is a fraction or absent)."""
+        return eval_sources(self.data)
 
     @property
     def launch(self) -> dict[str, Any]:
@@ -64,16 +76,14 @@ class Settings:
     # --- training ---------------------------------------------------------------------
 
     @functools.cached_property
+    def _library(self) -> dict[str, dict[str, Any]]:
+        return library_view(self.resolved)
+
+    @property
     def training(self) -> Mapping[str, Any]:
         """Every training value as SFTConfig will see it: the recipe's, else TRL's
-        default (bf16 and activation_checkpointing are already decided in the resolved
-        recipe)."""
-        return self.effective("training")
-
-    def effective(self, block: str) -> dict[str, Any]:
-        """A library block (training, lora, quantization) with the library's defaults
-        (from the generated schema) under the recipe's values."""
-        return {**library_defaults(block), **(self.resolved.get(block) or {})}
+        default (runner.recipe.resolve.library_view)."""
+        return self._library["training"]
 
     @property
     def seed(self) -> int:
@@ -139,7 +149,6 @@ class Settings:
         if self.strategy_of("eval") == "epoch":
             return "at the end of each epoch"
         steps = self.training["eval_steps"]
-        steps = self.training["logging_steps"] if steps is None else steps  # TRL's fallback
         if isinstance(steps, float) and steps < 1:
             return f"every {steps:.0%} of the run"
         return f"every {steps:g} steps"
@@ -181,7 +190,7 @@ class Settings:
         """Whether the model's and tokenizer's own Python code may run: the recipe asks
         for it (model.trust_remote_code) and the command line allowed it
         (--trust-remote-code; runner.recipe.remote_code)."""
-        return self.remote_code_allowed and self.model.get("trust_remote_code") is True
+        return self.remote_code_allowed and self.model["trust_remote_code"] is True
 
     @property
     def byte_level_tokenizer(self) -> bool:
@@ -193,18 +202,21 @@ class Settings:
         return self.method in ("lora", "qlora")
 
     @property
-    def lora(self) -> dict[str, Any] | None:
-        """LoraConfig fields, or None for full fine-tuning."""
-        block = self.resolved.get("lora")
-        return block if self.adapter and isinstance(block, dict) else None
+    def lora_config(self) -> Mapping[str, Any] | None:
+        """Every LoraConfig value as PEFT will see it (the recipe's, else PEFT's default),
+        or None when no adapter is trained (full fine-tuning, or no lora block)."""
+        if not (self.adapter and isinstance(self.resolved.get("lora"), dict)):
+            return None
+        return self._library["lora"]
 
     @property
-    def quantization(self) -> dict[str, Any] | None:
-        """BitsAndBytesConfig fields, or None when the base is not quantized."""
-        block = self.resolved.get("quantization")
-        if self.method == "full" or not isinstance(block, dict):
+    def quantization_config(self) -> Mapping[str, Any] | None:
+        """Every BitsAndBytesConfig value as transformers will see it (the recipe's, else
+        its default), or None when the base is not quantized (method full, or no
+        quantization block)."""
+        if self.method == "full" or not isinstance(self.resolved.get("quantization"), dict):
             return None
-        return block
+        return self._library["quantization"]
 
     @property
     def quantized_bits(self) -> int | None:
@@ -223,13 +235,13 @@ class Settings:
     def template_variables(self) -> dict[str, Any]:
         """What the chat template reads besides the conversation (data.template_variables,
         with the date fixed by runner.recipe.resolve)."""
-        return dict(self.data.get("template_variables") or {})
+        return dict(self.data["template_variables"])
 
     @property
     def overlong_rows(self) -> str:
         """drop | truncate | error: what becomes of a row longer than max_length
         (runner.data.truncation)."""
-        return str(self.data.get("overlong_rows") or "drop")
+        return str(self.data["overlong_rows"])
 
     # --- launch -----------------------------------------------------------------------
 

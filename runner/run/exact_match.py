@@ -28,8 +28,8 @@ def exact_match(
     examples: list[dict[str, Any]],
     stop_ids: list[int],
     *,
-    max_new_tokens: int = 32,
-    batch_size: int = 64,
+    max_new_tokens: int,
+    batch_size: int,
 ) -> dict[str, Any]:
     """{"accuracy", "correct", "total", "samples"} over instruction-shaped examples.
 

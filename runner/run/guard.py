@@ -80,7 +80,7 @@ class RunGuard(TrainerCallback):
         self.session = session  # this process's run session (None: not checked)
         self.why: str | None = None  # what interrupted it, in words
         self.patience = int(divergence["patience"])
-        self.loss_spike = divergence.get("loss_spike")
+        self.loss_spike = divergence["loss_spike"]
         self.first_loss = first_loss  # a resumed run keeps the first session's
         self.signals = 0
         self.bad_logs = 0

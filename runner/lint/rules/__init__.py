@@ -17,8 +17,9 @@ A rule is one `Rule(id, severity, message, hint, check)` (runner.lint.rules.base
 What a check receives (`RuleContext`, runner.lint.rules.base):
 
 - `ctx.s`: the effective settings (runner.recipe.settings.Settings): every value as the
-  run will use it, defaults included (`ctx.s.training["max_length"]`, `ctx.s.method`,
-  `ctx.s.template`, `ctx.s.strategy`, ...). Checks decide on these.
+  run will use it, defaults included (`ctx.s.max_length`, `ctx.s.training["optim"]`,
+  `ctx.s.lora_config["r"]`, `ctx.s.method`, `ctx.s.template`, `ctx.s.strategy`, ...).
+  Checks decide on these, each key through its one property.
 - `ctx.written(*key)`: whether the user wrote a key, and `ctx.nearest(*key)`: the key,
   or its nearest written parent, for where a finding points.
 - `ctx.data`: the migrated data as written; `ctx.recipe`: positions and `.directory`.

@@ -11,22 +11,19 @@ from runner import RECIPES_DIR
 from runner.lint.rules.base import Finding, Rule, RuleContext
 from runner.plan.setup import padding_free
 from runner.recipe.diagnostics import ERROR, WARNING, KeyPath
-from runner.recipe.resolve import looks_local
+from runner.recipe.resolve import keyed_sources, looks_local
 
 
-def data_sources(data: dict[str, Any]) -> Iterator[tuple[KeyPath, dict[str, Any]]]:
-    """(key path, source) of every train and eval source of a data block."""
-    for split in ("train", "eval"):
-        items = data.get(split)
-        if isinstance(items, list):
-            for index, item in enumerate(items):
-                if isinstance(item, dict):
-                    yield ("data", split, index), item
+def written_sources(data: dict[str, Any]) -> Iterator[tuple[KeyPath, dict[str, Any]]]:
+    """(key path, source) of every train and eval source of a data block as written."""
+    for key, item in keyed_sources(data):
+        if isinstance(item, dict):
+            yield ("data", *key), item
 
 
 def _data_file_missing(ctx: RuleContext) -> Iterator[Finding]:
     base = ctx.recipe.directory
-    for key, item in data_sources(ctx.block("data")):
+    for key, item in written_sources(ctx.block("data")):
         source = item["source"]
         if looks_local(source, base) and not (base / Path(source).expanduser()).exists():
             values = {"source": source, "folder": str(base)}
@@ -99,8 +96,7 @@ def _packing_cross_contamination(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _packing_needs_max_length(ctx: RuleContext) -> Iterator[Finding]:
-    training = ctx.s.training
-    if training["packing"] is True and training["max_length"] is None:
+    if ctx.s.training["packing"] is True and ctx.s.max_length is None:
         yield Finding(ctx.nearest("training", "max_length"))
 
 
@@ -109,9 +105,9 @@ def _padding_free_without_packing(ctx: RuleContext) -> Iterator[Finding]:
     if (
         training["padding_free"] is True
         and training["packing"] is not True
-        and training["max_length"] is not None
+        and ctx.s.max_length is not None
     ):
-        yield Finding(("training", "padding_free"), {"max_length": training["max_length"]})
+        yield Finding(("training", "padding_free"), {"max_length": ctx.s.max_length})
 
 
 def _attention_needs_gpu(ctx: RuleContext) -> Iterator[Finding]:

@@ -27,8 +27,6 @@ def _load_best_mismatch(ctx: RuleContext) -> Iterator[Finding]:
         return
     if evals == "steps":
         eval_steps, save_steps = training["eval_steps"], training["save_steps"]
-        if eval_steps is None:
-            eval_steps = training["logging_steps"]
         numbers = _is_number(eval_steps) and _is_number(save_steps) and eval_steps >= 1
         if numbers and save_steps % eval_steps != 0:
             yield Finding(
@@ -159,8 +157,8 @@ def _steps_never_reached(ctx: RuleContext) -> Iterator[Finding]:
     for kind in kinds:
         key = f"{kind}_steps"
         steps = training[key]
-        if kind == "eval" and steps is None:
-            key, steps = "logging_steps", training["logging_steps"]
+        if kind == "eval" and not ctx.written("training", key):
+            key = "logging_steps"  # TRL's eval_steps is then logging_steps
         if not ctx.written("training", key):
             continue  # TRL's defaults (save_steps 500) are not the user's choice to warn on
         if _is_number(steps) and steps >= 1 and steps > total:

@@ -48,14 +48,14 @@ EXTRAS = (
     Extra(
         "liger",
         "liger_kernel",
-        lambda s: s.training.get("use_liger_kernel") is True,
+        lambda s: s.training["use_liger_kernel"] is True,
         ("training", "use_liger_kernel"),
         "training.use_liger_kernel",
     ),
     Extra(
         "flash-attn",
         "flash_attn",
-        lambda s: s.model.get("attn_implementation") == "flash_attention_2",
+        lambda s: s.model["attn_implementation"] == "flash_attention_2",
         ("model", "attn_implementation"),
         "model.attn_implementation: flash_attention_2",
     ),

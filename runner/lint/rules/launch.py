@@ -56,8 +56,8 @@ def _multi_node_address(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _machine_rank(ctx: RuleContext) -> Iterator[Finding]:
-    rank = ctx.s.launch.get("machine_rank")
-    if rank is not None and rank >= ctx.s.num_machines:
+    rank = ctx.s.machine_rank
+    if rank >= ctx.s.num_machines:
         yield Finding(("launch", "machine_rank"), {"rank": rank, "machines": ctx.s.num_machines})
 
 
@@ -72,14 +72,14 @@ def _deepspeed_config_missing(ctx: RuleContext) -> Iterator[Finding]:
 def _qlora_sharded_quant_storage(ctx: RuleContext) -> Iterator[Finding]:
     if ctx.s.method != "qlora" or not ctx.s.shards_weights:
         return
-    dtype = ctx.s.model_dtype
-    storage = (ctx.s.quantization or {}).get("bnb_4bit_quant_storage")
+    quantization, dtype = ctx.s.quantization_config, ctx.s.model_dtype
+    if quantization is None:
+        return  # qlora-needs-4bit says the block is missing
+    storage = quantization["bnb_4bit_quant_storage"]
     if storage != dtype:
         key = ctx.nearest("quantization", "bnb_4bit_quant_storage")
-        if not ctx.written("quantization"):
-            key = ("method",)
         engine = "FSDP" if ctx.s.strategy == "fsdp" else "DeepSpeed ZeRO-3"
-        yield Finding(key, {"storage": storage or "uint8", "dtype": dtype, "engine": engine})
+        yield Finding(key, {"storage": storage, "dtype": dtype, "engine": engine})
 
 
 def _bnb_optimizer_sharded(ctx: RuleContext) -> Iterator[Finding]:

@@ -46,11 +46,11 @@ def _target_findings(ctx: RuleContext, unfit: bool) -> Iterator[Finding]:
     cannot adapt (unfit True), where the model's modules are known without loading it
     (model.config, a local or cached config.json, a known model, a GGUF header); `recipe
     run` checks the other architectures on the meta device (runner.expand.model)."""
-    lora = ctx.s.lora
+    lora = ctx.s.lora_config
     modules = llama_modules(ctx.model_config) if lora is not None else None
     if modules is None:
         return
-    for problem in target_problems(lora.get("target_modules"), modules):
+    for problem in target_problems(lora["target_modules"], modules):
         if bool(problem.matched) == unfit:
             index = () if problem.index is None else (problem.index,)
             yield Finding(

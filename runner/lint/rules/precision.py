@@ -34,7 +34,7 @@ def _bf16_unsupported(ctx: RuleContext) -> Iterator[Finding]:
             ("model", "dtype"), where, message="model.dtype bfloat16 is not supported by {card}"
         )
     if ctx.written("quantization", "bnb_4bit_compute_dtype") and (
-        (ctx.s.quantization or {}).get("bnb_4bit_compute_dtype") == "bfloat16"
+        (ctx.s.quantization_config or {}).get("bnb_4bit_compute_dtype") == "bfloat16"
     ):
         yield Finding(
             ("quantization", "bnb_4bit_compute_dtype"),

@@ -133,9 +133,7 @@ def _template_outside(ctx: RuleContext) -> Iterator[Finding]:
 
 def _template_cannot_render(ctx: RuleContext) -> Iterator[Finding]:
     template = ctx.s.template
-    data = ctx.s.data
-    sources = list(data["train"]) + (data["eval"] if isinstance(data.get("eval"), list) else [])
-    for source in sources:
+    for source in ctx.s.sources:
         if not template.renders(SHAPE[source["format"]]):
             yield Finding(_key(ctx), {"format": source["format"], "template": template.kind})
             return
