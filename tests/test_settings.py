@@ -155,3 +155,20 @@ def test_eval_sources_are_resolved_against_the_recipes_folder(tmp_path) -> None:
         tmp_path / "c.jsonl",
     ]
     assert settings.eval_sources == settings.sources[2:]
+
+
+def test_a_run_recorded_before_newer_keys_existed_reads_them_as_their_defaults(tmp_path):
+    from runner.recipe.settings import Settings
+    from runner.run.directory import RunDirectory
+
+    resolved = settings_of("demo-uppercase").resolved
+    old = {**resolved, "data": dict(resolved["data"]), "model": dict(resolved["model"])}
+    for block, key in (("data", "template_variables"), ("data", "overlong_rows"),
+                       ("model", "trust_remote_code")):  # fmt: skip
+        del old[block][key]
+    run = RunDirectory(tmp_path)
+    run.resolved.write_text(yaml.safe_dump(old))
+    settings = Settings(run.read_resolved())  # as `recipe infer RUN` reads it
+    assert settings.overlong_rows == resolved["data"]["overlong_rows"]
+    assert settings.template_variables == resolved["data"]["template_variables"]
+    assert settings.trust_remote_code is False

@@ -76,6 +76,21 @@ def resolve_recipe(
     Never raises for a schema-valid recipe, even one the lint rules reject: rules read
     the resolved recipe.
     """
+    resolved = with_recipe_defaults(data)
+    resolved["training"] = resolve_training(resolved.get("training") or {})
+    _resolve_model(resolved["model"], resolved["training"], recipe_dir)
+    _resolve_data(resolved["data"], recipe_dir)
+    _resolve_adapters(resolved)
+    _resolve_launch(resolved["launch"], recipe_dir)
+    resolved["output_dir"] = absolute_path(resolved["output_dir"], cwd or Path.cwd())
+    return resolved
+
+
+def with_recipe_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of recipe data with the schema's defaults filled in where keys are absent
+    (the library blocks excepted: `library_view` layers those). Also how a run's recorded
+    recipe is read (runner.run.directory.read_resolved): a run recorded before a key
+    existed reads it with the default that key was given."""
     resolved = copy.deepcopy(data)
     resolved.setdefault("launch", {})  # so its defaults (one process, one machine) apply
     for key, node in properties(load_schema()).items():
@@ -83,12 +98,6 @@ def resolve_recipe(
             resolved[key] = fill_defaults(resolved[key], node)
         elif key not in resolved and "default" in node:
             resolved[key] = fill_defaults(copy.deepcopy(node["default"]), node)
-    resolved["training"] = resolve_training(resolved.get("training") or {})
-    _resolve_model(resolved["model"], resolved["training"], recipe_dir)
-    _resolve_data(resolved["data"], recipe_dir)
-    _resolve_adapters(resolved)
-    _resolve_launch(resolved["launch"], recipe_dir)
-    resolved["output_dir"] = absolute_path(resolved["output_dir"], cwd or Path.cwd())
     return resolved
 
 

@@ -250,6 +250,9 @@ class RunDirectory:
         return record
 
     def read_resolved(self) -> dict[str, Any]:
+        """The run's recorded recipe, with defaults for keys added since it was recorded."""
+        from runner.recipe.resolve import with_recipe_defaults
         from runner.recipe.yaml_dialect import round_trip_yaml, to_plain
 
-        return to_plain(round_trip_yaml().load(self.resolved.read_text(encoding="utf-8")))
+        recorded = to_plain(round_trip_yaml().load(self.resolved.read_text(encoding="utf-8")))
+        return with_recipe_defaults(recorded) if isinstance(recorded, dict) else recorded
