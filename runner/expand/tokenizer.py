@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from runner.errors import UserError
 from runner.expand.missing import ModelNotFoundError, first_line, require_gguf_package
+from runner.expand.source import model_revision
 from runner.recipe.models import gguf_tokenizer
 from runner.recipe.remote_code import needs_own_code
 from runner.recipe.resolve import BYTE_LEVEL
@@ -150,7 +151,7 @@ def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
         try:
             tokenizer = AutoTokenizer.from_pretrained(
                 source,
-                revision=model.get("revision") if source == model.get("id") else None,
+                revision=model_revision(settings, str(source)),
                 trust_remote_code=settings.trust_remote_code,  # runner.recipe.remote_code
             )
         except (OSError, ValueError) as exc:
