@@ -77,11 +77,14 @@ def load_tokenizer(target: Target) -> PreTrainedTokenizerBase:
         if refused is not None:
             raise refused from None
         raise AfterError(f"cannot load the tokenizer from {source}: {_first_line(exc)}") from None
-    if target.is_run:
+    if target.settings is not None:
+        from runner.expand.chat_template import settle_chat_template
         from runner.run.template_copy import run_chat_template
 
-        # The chat template training rendered with, from the run's own copy.
-        tokenizer.chat_template = run_chat_template(target.path) or tokenizer.chat_template
+        # the chat template training rendered with: the run's own copy of it (a run made
+        # before copies were kept: the one saved with its tokenizer)
+        saved = run_chat_template(target.path) or tokenizer.chat_template
+        settle_chat_template(tokenizer, target.settings.template, saved=saved, source=source)
     return tokenizer
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.expand.engines import deepspeed_file
 from runner.expand.library_kwargs import sft_kwargs
+from runner.expand.loss import LossSetup
 from runner.expand.placement import Placement, cpu_bf16
 from runner.recipe.settings import Settings
 
@@ -30,20 +31,21 @@ from runner.recipe.settings import Settings
 def run_sft_kwargs(
     settings: Settings,
     placement: Placement,
+    loss: LossSetup,
     *,
-    end_of_turn: str,
-    assistant_only: bool,
     has_eval: bool,
-    completion_only: bool = False,
+    tokenized: bool = True,
 ) -> dict[str, Any]:
-    """Keyword arguments for `trl.SFTConfig` for this run on this machine."""
+    """Keyword arguments for `trl.SFTConfig` for this run on this machine, training (or
+    `recipe eval` scoring) the tokens `loss` says (runner.expand.loss); `tokenized`: the
+    rows carry their masks (prepared by the runner), else TRL finds them."""
     kwargs = sft_kwargs(settings)
-    kwargs["eos_token"] = end_of_turn
-    if assistant_only:
-        kwargs["assistant_only_loss"] = True
+    kwargs["eos_token"] = loss.end_of_turn
+    if loss.assistant_only and not tokenized:
+        kwargs["assistant_only_loss"] = True  # TRL refuses the flag for tokenized rows
     else:
         # said, not left to TRL: prepared rows are tokenized, so TRL cannot see their kind
-        kwargs.setdefault("completion_only_loss", True if completion_only else None)
+        kwargs.setdefault("completion_only_loss", True if loss.completion_only else None)
     if placement.cpu:
         kwargs["use_cpu"] = True
         kwargs["bf16"] = cpu_bf16(settings, placement)
