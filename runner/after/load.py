@@ -1,14 +1,20 @@
 """Load a target's tokenizer and model, offline, the way the run trained it.
 
-- full fine-tune: the model in `final/`, in the recipe's dtype;
-- LoRA/QLoRA: the base model (QLoRA in 4-bit unless `base_4bit=False`; a `model.config`
-  or GGUF base from the run's `base/`, where `recipe run` saved the weights it started
-  from) with the adapter from `final/` on top;
-- a plain model directory or cached hub id: as saved, dtype "auto".
+A run's model loads with the keyword arguments training used
+(runner.expand.model.model_kwargs: dtype, attention kernel, revision, quantization), in
+one process on one device:
+- full fine-tune: the model in `final/`;
+- LoRA/QLoRA: the base model (quantized as trained unless `base_4bit` says otherwise; a
+  `model.config` or GGUF base from the run's `base/`, where `recipe run` saved the
+  weights it started from) with the adapter from `final/` on top.
+What is this module's own: a plain model directory or cached hub id (as saved, dtype
+"auto"), an adapter directory without a recipe (its base as saved, NF4 when 4-bit), the
+adapter on top, and the messages.
 
-A run's prompts are rendered from the copy of the template it trained with
-(runner.run.template_copy: `template/` in the run directory), never from the package's
-or checkout's templates.
+A run's tokenizer carries the chat template training rendered with, from the run's copy
+(runner.run.template_copy: `template/` in the run directory), decided by
+runner.expand.chat_template; its prompts never read the package's or checkout's
+templates.
 
 Every `from_pretrained` runs with `local_files_only=True`; a model that is not on this
 machine was already refused by `runner.after.target.require_model` with a message that
@@ -103,7 +109,8 @@ def base_kwargs(
     run's as training loaded it (runner.expand.model.model_kwargs: model.id, or the
     `base/` the run built), in one process on `device`; an adapter without a recipe's
     base as saved (dtype auto, NF4 when 4-bit)."""
-    from runner.expand.model import model_kwargs, model_source, quantization_fields
+    from runner.expand.model import model_kwargs, quantization_fields
+    from runner.expand.source import model_source
     from runner.run.directory import RunDirectory
 
     placement = Placement(cpu=device == "cpu")

@@ -2,8 +2,8 @@
 
 `library_kwargs.sft_kwargs` gives the recipe's `training` block; `run_sft_kwargs` adds the
 data-dependent and machine-dependent arguments on top, all in plain sight:
-- the loss mask: `completion_only_loss` for prompt-completion rows, `assistant_only_loss`
-  for multi-turn conversations;
+- the loss mask of the run's `LossSetup` (runner.expand.loss): `completion_only_loss`
+  for prompt-completion rows, `assistant_only_loss` for multi-turn conversations;
 - `eos_token` = the end-of-turn token (TRL appends it to every completion and mirrors it
   onto the model's generation config); the pad token is set on the tokenizer itself
   (TRL reads it from there; its `pad_token` argument is deprecated);
