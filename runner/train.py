@@ -174,10 +174,9 @@ def sft_trainer(
             **run_sft_kwargs(
                 settings,
                 placement,
-                end_of_turn=data.end_of_turn,
-                assistant_only=data.assistant_only_loss,
+                data.loss,
                 has_eval=data.eval is not None,
-                completion_only=data.completion_only,
+                tokenized=data.tokenized,
             )
         ),
         train_dataset=data.train,

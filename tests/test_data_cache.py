@@ -25,12 +25,7 @@ def sft_labels(settings, rows, tokenizer, data, tmp_path, tokenized=False):
     from runner.expand.training import run_sft_kwargs
 
     kwargs = run_sft_kwargs(
-        settings,
-        Placement(cpu=True),
-        end_of_turn=data.end_of_turn,
-        assistant_only=data.assistant_only and not tokenized,
-        has_eval=False,
-        completion_only=data.completion_only,
+        settings, Placement(cpu=True), data.loss, has_eval=False, tokenized=tokenized
     )
     kwargs.update(output_dir=str(tmp_path / "out"), report_to=[])
     config = LlamaConfig(

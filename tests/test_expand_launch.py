@@ -12,6 +12,7 @@ from conftest import settings_of
 
 from runner.expand.engines import accelerate_config, cpu_threads, deepspeed_config
 from runner.expand.launch import executable_argv, launch_argv
+from runner.expand.loss import LossSetup
 from runner.expand.placement import Placement
 
 CPU, GPU = Placement(cpu=True), Placement(cpu=False)
@@ -123,7 +124,7 @@ def test_every_deepspeed_config_passes_deepspeeds_parser_with_autos_filled(stage
         f"launch.deepspeed.zero_stage={stage}",
     )
     (tmp_path / "deepspeed.json").write_text(__import__("json").dumps(deepspeed_config(s)))
-    kwargs = run_sft_kwargs(s, CPU, end_of_turn="</s>", assistant_only=False, has_eval=True)
+    kwargs = run_sft_kwargs(s, CPU, LossSetup("instruction", "</s>"), has_eval=True)
     args = SFTConfig(**kwargs)
     model = SimpleNamespace(config=SimpleNamespace(hidden_size=2048, text_config=None))
     args.hf_deepspeed_config.trainer_config_finalize(args, model, num_training_steps=100)

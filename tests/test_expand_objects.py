@@ -6,6 +6,7 @@ import pytest
 from conftest import settings_of as resolved
 
 from runner.expand.library_kwargs import bnb_kwargs, lora_kwargs
+from runner.expand.loss import LossSetup
 from runner.expand.model import model_kwargs
 from runner.expand.placement import Placement, cpu_has_native_bf16
 from runner.expand.training import run_sft_kwargs
@@ -22,8 +23,7 @@ def test_shipped_recipe_builds_a_real_sftconfig_on_cpu(name, tmp_path):
     kwargs = run_sft_kwargs(
         resolved(name, f"output_dir={tmp_path}"),
         CPU,
-        end_of_turn="</s>",
-        assistant_only=False,
+        LossSetup("instruction", "</s>"),
         has_eval=True,
     )
     config = SFTConfig(**kwargs)
@@ -80,9 +80,9 @@ def test_cpu_run_switches_precision_off_and_counts_tokens():
     kwargs = run_sft_kwargs(
         resolved("llama32-1b-full-3090"),
         CPU,
-        end_of_turn="<|eot_id|>",
-        assistant_only=True,
+        LossSetup("messages", "<|eot_id|>"),
         has_eval=True,
+        tokenized=False,
     )
     assert kwargs["bf16"] is False and kwargs["use_cpu"] is True
     assert kwargs["assistant_only_loss"] is True
@@ -96,7 +96,7 @@ def test_a_cpu_recipe_keeps_bf16_autocast_only_where_the_cpu_computes_bf16(monke
     for native in (True, False):
         monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda native=native: native)
         kwargs = run_sft_kwargs(
-            settings, CPU, end_of_turn="<|im_end|>", assistant_only=False, has_eval=True
+            settings, CPU, LossSetup("instruction", "<|im_end|>"), has_eval=True
         )
         assert kwargs["bf16"] is native and kwargs["fp16"] is False
         assert placement.mixed_precision(settings, CPU) == ("bf16" if native else "no")
@@ -106,10 +106,6 @@ def test_a_cpu_recipe_keeps_bf16_autocast_only_where_the_cpu_computes_bf16(monke
 
 def test_report_to_none_becomes_an_empty_list():
     kwargs = run_sft_kwargs(
-        resolved("demo-uppercase"),
-        CPU,
-        end_of_turn="</s>",
-        assistant_only=False,
-        has_eval=True,
+        resolved("demo-uppercase"), CPU, LossSetup("instruction", "</s>"), has_eval=True
     )
     assert kwargs["report_to"] == []

@@ -36,7 +36,7 @@ def test_byte_level_is_chosen_by_the_recipe():
 
 
 def test_chat_template_on_a_tokenizer_without_one_is_refused_before_any_model(tmp_path):
-    from runner.expand.tokenizer import TemplateError
+    from runner.expand.chat_template import TemplateError
 
     build_byte_level_tokenizer().save_pretrained(tmp_path / "tok")
     settings = settings_of("demo-uppercase", f"model.tokenizer={tmp_path / 'tok'}")

@@ -52,6 +52,7 @@ def trainers(tmp_path, tiny_model_dir, attn: str, rows: list[dict]):
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
+    from runner.expand.loss import LossSetup
     from runner.expand.placement import Placement
     from runner.expand.tokenizer import load_tokenizer
     from runner.expand.training import run_sft_kwargs
@@ -65,14 +66,9 @@ def trainers(tmp_path, tiny_model_dir, attn: str, rows: list[dict]):
         recipe["output_dir"] = str(tmp_path / f"out-{packing}")
         settings = settings_of(write_recipe(tmp_path / f"packed-{packing}.yaml", recipe))
         tokenizer = load_tokenizer(settings)
-        kwargs = run_sft_kwargs(
-            settings,
-            Placement(cpu=True),
-            end_of_turn=tokenizer.eos_token,
-            assistant_only=False,  # tokenized rows carry their assistant mask (TrainingData)
-            has_eval=False,
-            completion_only="completion_mask" in rows[0],
-        )
+        shape = "instruction" if "completion_mask" in rows[0] else "messages"
+        loss = LossSetup(shape, tokenizer.eos_token)
+        kwargs = run_sft_kwargs(settings, Placement(cpu=True), loss, has_eval=False)
         kwargs["shuffle_dataset"] = False
         model = AutoModelForCausalLM.from_pretrained(
             tiny_model_dir, dtype=torch.float32, attn_implementation=attn

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.data.templates import (
-    PromptFormat,
-    has_generation_markers,
-    render_prompt,
-    render_text_prompt,
-    training_chat_template,
-)
+from runner.data.templates import PromptFormat, render_prompt, render_text_prompt
+from runner.expand.chat_template import has_generation_markers, training_chat_template
 from runner.recipe.template import Template
 
 ALPACA_WITH_INPUT = (

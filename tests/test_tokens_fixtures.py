@@ -12,8 +12,9 @@ import pytest
 from conftest import settings_of
 
 from runner.data.rows import trl_row
-from runner.data.templates import PromptFormat, render_prompt, training_chat_template
+from runner.data.templates import PromptFormat, render_prompt
 from runner.data.tokens import trained_tokens
+from runner.expand.chat_template import training_chat_template
 from runner.expand.tokenizer import end_of_turn_token, load_tokenizer
 
 pytestmark = pytest.mark.fixtures

@@ -1,8 +1,10 @@
 """`recipe eval`: loss, perplexity and reference-compared generations of a run.
 
-The loss is computed the way training computed its eval loss: the examples go through
-the same `to_trl_rows` and into TRL's `SFTTrainer.evaluate` with the run's own settings
-(completion-only or assistant-only loss), so on the run's eval split it reproduces the
+The loss is computed the way training computed its eval loss: the loss setup is the one
+training decides (runner.expand.loss: completion-only or assistant-only loss, the
+end-of-turn token), the examples are rendered, tokenized and fitted by the same
+`fitted`, and go into TRL's `SFTTrainer.evaluate` with the same SFTConfig arguments
+(runner.expand.training.run_sft_kwargs), so on the run's eval split it reproduces the
 eval_loss in run.json. Perplexity is exp(loss). Then the first N examples are answered
 greedily and compared with their references.
 """
@@ -20,6 +22,7 @@ from runner.after.target import AfterError, Target
 
 if TYPE_CHECKING:
     from runner.after.load import Loaded
+    from runner.expand.loss import LossSetup
 
 EVAL_JSON = "eval.json"
 GENERATIONS = "eval-generations.jsonl"
@@ -116,46 +119,53 @@ def _short(value: Any) -> str:
     return text[:12] if len(text) > 16 else text
 
 
+def eval_loss_setup(loaded: Loaded, data: EvalData) -> LossSetup:
+    """The loss setup `data` is scored with: the one training decides for rows of its
+    shape (runner.expand.loss.loss_setup), with the run's tokenizer; conversations get
+    the marked variant of the run's chat template (runner.expand.chat_template: the
+    run's own when it trained on conversations)."""
+    from runner.expand.chat_template import TemplateError, settle_chat_template
+    from runner.expand.loss import assistant_only_loss, loss_setup
+
+    settings = loaded.target.settings
+    try:
+        if assistant_only_loss(data.shape):
+            settle_chat_template(
+                loaded.tokenizer,
+                settings.template,
+                assistant_only=True,
+                saved=loaded.tokenizer.chat_template,  # the run's (runner.after.load)
+            )
+        return loss_setup(settings, loaded.tokenizer, data.shape)
+    except TemplateError as exc:
+        raise AfterError(
+            f"{exc} (evaluate instruction-shaped data, e.g. --format alpaca or prompt_completion)"
+        ) from None
+
+
 def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
     """eval loss, perplexity and mean token accuracy as TRL's evaluation computes them."""
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from runner.data.rows import fitted, uses_assistant_only_loss
-    from runner.data.templates import has_generation_markers, training_chat_template
+    from runner.data.rows import fitted
     from runner.data.truncation import require_fit, row_limit
     from runner.expand.placement import Placement
-    from runner.expand.tokenizer import end_of_turn_token
     from runner.expand.training import run_sft_kwargs
 
     settings = loaded.target.settings
-    tokenizer = loaded.tokenizer
-    end_of_turn = end_of_turn_token(tokenizer, settings.template)
-    assistant_only = uses_assistant_only_loss(data.shape)
-    if assistant_only:
-        tokenizer.chat_template = training_chat_template(tokenizer) or tokenizer.chat_template
-        if not has_generation_markers(tokenizer.chat_template):
-            raise AfterError(
-                "conversations are scored on assistant turns only, but this model's "
-                "chat template has no {% generation %} markers to find them (evaluate "
-                "instruction-shaped data, e.g. --format alpaca or prompt_completion)"
-            )
+    loss = eval_loss_setup(loaded, data)
     # Rendered, tokenized and fitted to max_length as the run prepared its rows
     # (data.overlong_rows), so on the run's eval split the loss is the run's own.
     origins = [f"{data.description}: row {i + 1}" for i in range(len(data.examples))]
-    fit = fitted(settings, tokenizer, data.examples, origins, data.shape, loaded.fmt, end_of_turn)
+    fit = fitted(settings, loaded.tokenizer, data.examples, origins, loaded.fmt, loss)
     require_fit({"eval": fit}, row_limit(settings), settings.overlong_rows)
     rows = Dataset.from_list(fit.rows)
     device = next(loaded.model.parameters()).device
     with tempfile.TemporaryDirectory(prefix="recipe-eval-") as scratch:
         kwargs = run_sft_kwargs(
-            settings,
-            Placement(cpu=device.type == "cpu"),
-            end_of_turn=end_of_turn,
-            assistant_only=False,  # the tokenized rows carry their assistant masks
-            has_eval=True,
-            completion_only=data.shape == "instruction",
+            settings, Placement(cpu=device.type == "cpu"), loss, has_eval=True, tokenized=True
         )
         kwargs.update(output_dir=scratch, report_to=[], save_strategy="no", disable_tqdm=True)
         trainer = SFTTrainer(
@@ -163,7 +173,7 @@ def loss_metrics(loaded: Loaded, data: EvalData) -> dict[str, Any]:
             args=SFTConfig(**kwargs),
             train_dataset=rows,  # required by SFTTrainer; never trained on
             eval_dataset=rows,
-            processing_class=tokenizer,
+            processing_class=loaded.tokenizer,
         )
         trainer.remove_callback(PrinterCallback)  # the caller reports the numbers
         metrics = trainer.evaluate()

@@ -1,14 +1,20 @@
 """Load a target's tokenizer and model, offline, the way the run trained it.
 
-- full fine-tune: the model in `final/`, in the recipe's dtype;
-- LoRA/QLoRA: the base model (QLoRA in 4-bit unless `base_4bit=False`; a `model.config`
-  or GGUF base from the run's `base/`, where `recipe run` saved the weights it started
-  from) with the adapter from `final/` on top;
-- a plain model directory or cached hub id: as saved, dtype "auto".
+A run's model loads with the keyword arguments training used
+(runner.expand.model.model_kwargs: dtype, attention kernel, revision, quantization), in
+one process on one device:
+- full fine-tune: the model in `final/`;
+- LoRA/QLoRA: the base model (quantized as trained unless `base_4bit` says otherwise; a
+  `model.config` or GGUF base from the run's `base/`, where `recipe run` saved the
+  weights it started from) with the adapter from `final/` on top.
+What is this module's own: a plain model directory or cached hub id (as saved, dtype
+"auto"), an adapter directory without a recipe (its base as saved, NF4 when 4-bit), the
+adapter on top, and the messages.
 
-A run's prompts are rendered from the copy of the template it trained with
-(runner.run.template_copy: `template/` in the run directory), never from the package's
-or checkout's templates.
+A run's tokenizer carries the chat template training rendered with, from the run's copy
+(runner.run.template_copy: `template/` in the run directory), decided by
+runner.expand.chat_template; its prompts never read the package's or checkout's
+templates.
 
 Every `from_pretrained` runs with `local_files_only=True`; a model that is not on this
 machine was already refused by `runner.after.target.require_model` with a message that
@@ -17,27 +23,19 @@ says how to provide it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.after.prompts import prompt_format, stop_token_ids
 from runner.after.target import AfterError, Target, require_model
 from runner.data.templates import PromptFormat
-from runner.expand.library_kwargs import bnb_kwargs
-from runner.expand.placement import Placement, load_dtype, on_device
+from runner.expand.placement import Placement
 from runner.recipe.remote_code import FLAG, needs_own_code
+from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-# A plain adapter directory has no recipe to say how its base was quantized: NF4 with
-# double quantization, as the shipped QLoRA recipes train.
-PLAIN_ADAPTER_4BIT = {
-    "load_in_4bit": True,
-    "bnb_4bit_quant_type": "nf4",
-    "bnb_4bit_use_double_quant": True,
-}
 
 
 @dataclass
@@ -54,29 +52,15 @@ class Loaded:
 
 
 def wants_4bit(target: Target, base_4bit: bool | None) -> bool:
-    """Whether the adapter's base loads in 4-bit: as trained (QLoRA) unless
-    `--base-4bit/--no-base-4bit` says otherwise."""
+    """Whether the adapter's base loads quantized: as training loaded it (the recipe's
+    quantization block: QLoRA's 4-bit) unless `--base-4bit/--no-base-4bit` says otherwise."""
+    from runner.expand.library_kwargs import bnb_kwargs
+
     if not target.adapter:
         return False
-    return base_4bit if base_4bit is not None else target.method == "qlora"
-
-
-def model_dtype(target: Target, use_cpu: bool) -> str:
-    """The dtype the model loads in: the run's (float16 -> float32 on CPU), else auto."""
-    if target.settings is None:
-        return "auto"
-    return load_dtype(target.settings, Placement(cpu=use_cpu))
-
-
-def quantization_kwargs(target: Target, dtype: str, use_cpu: bool) -> dict[str, Any]:
-    """BitsAndBytesConfig fields for a 4-bit base: the run's quantization block, else NF4."""
-    settings = target.settings
-    fields = dict(bnb_kwargs(settings) or {}) if settings is not None else {}
-    if not fields.get("load_in_4bit") and not fields.get("load_in_8bit"):
-        fields = dict(PLAIN_ADAPTER_4BIT)
-    compute = fields.get("bnb_4bit_compute_dtype") or (dtype if dtype != "auto" else "bfloat16")
-    fields["bnb_4bit_compute_dtype"] = on_device(compute, Placement(cpu=use_cpu))
-    return fields
+    if base_4bit is not None:
+        return base_4bit
+    return target.settings is not None and bnb_kwargs(target.settings) is not None
 
 
 def load_tokenizer(target: Target) -> PreTrainedTokenizerBase:
@@ -99,49 +83,89 @@ def load_tokenizer(target: Target) -> PreTrainedTokenizerBase:
         if refused is not None:
             raise refused from None
         raise AfterError(f"cannot load the tokenizer from {source}: {_first_line(exc)}") from None
-    if target.is_run:
+    if target.settings is not None:
+        from runner.expand.chat_template import settle_chat_template
         from runner.run.template_copy import run_chat_template
 
-        # The chat template training rendered with, from the run's own copy.
-        tokenizer.chat_template = run_chat_template(target.path) or tokenizer.chat_template
+        # the chat template training rendered with: the run's own copy of it (a run made
+        # before copies were kept: the one saved with its tokenizer)
+        saved = run_chat_template(target.path) or tokenizer.chat_template
+        settle_chat_template(tokenizer, target.settings.template, saved=saved, source=source)
     return tokenizer
+
+
+def run_settings(target: Target) -> Settings | None:
+    """The run's settings with the model's own code allowed as this command allows it
+    (runner.after.target.with_code_permission), so `model_kwargs` reads it from them."""
+    if target.settings is None:
+        return None
+    return replace(target.settings, remote_code_allowed=target.trust_remote_code)
+
+
+def base_kwargs(
+    target: Target, device: str, *, quantize: bool, dtype: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """(reference, keyword arguments) of a target's base model, without loading it: a
+    run's as training loaded it (runner.expand.model.model_kwargs: model.id, or the
+    `base/` the run built), in one process on `device`; an adapter without a recipe's
+    base as saved (dtype auto, NF4 when 4-bit)."""
+    from runner.expand.model import model_kwargs, quantization_fields
+    from runner.expand.source import model_source
+    from runner.run.directory import RunDirectory
+
+    placement = Placement(cpu=device == "cpu")
+    settings = run_settings(target)
+    if settings is None:
+        kwargs: dict[str, Any] = {
+            "dtype": dtype or "auto",
+            "device_map": {"": device},
+            "trust_remote_code": target.trust_remote_code,  # runner.after.target
+        }
+        if quantize:
+            kwargs["quantization_config"] = quantization_fields(
+                None, kwargs["dtype"], placement, force_4bit=True
+            )
+        return str(target.base), kwargs
+    source = model_source(settings, RunDirectory(target.path).base)
+    kwargs = model_kwargs(
+        settings, placement, device, source=source, quantize=quantize, dtype=dtype, one_process=True
+    )
+    return source, kwargs
+
+
+def final_kwargs(target: Target, device: str) -> dict[str, Any]:
+    """Keyword arguments of a full model in `final/` or a plain model directory: a run's
+    as training loaded its model (not quantized: the trained weights are whole), a plain
+    model's as saved (dtype auto)."""
+    from runner.expand.model import model_kwargs
+
+    settings = run_settings(target)
+    if settings is None:
+        return {
+            "dtype": "auto",
+            "device_map": {"": device},
+            "trust_remote_code": target.trust_remote_code,  # runner.after.target
+        }
+    placement = Placement(cpu=device == "cpu")
+    return model_kwargs(
+        settings, placement, device, source=target.weights, quantize=False, one_process=True
+    )
 
 
 def load_base_model(
     target: Target,
     tokenizer: PreTrainedTokenizerBase,
     device: str,
-    use_cpu: bool,
     *,
     quantize: bool,
     dtype: str | None = None,
 ) -> PreTrainedModel:
     """The base model of a target: an adapter's base, or the model a full run started
     from (for a model.config or GGUF run, the base it saved in `base/`)."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
-    from runner.expand.model import attention_kernel, flash_attention_installed
-    from runner.run.directory import RunDirectory
-
-    dtype = dtype or model_dtype(target, use_cpu)
-    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "device_map": {"": device}}
-    kwargs["trust_remote_code"] = target.trust_remote_code  # runner.after.target
-    settings = target.settings
-    if settings is not None and settings.builds_base:
-        reference = require_model(str(RunDirectory(target.path).base), where=str(target.path))
-    elif settings is not None:
-        reference = require_model(str(settings.model["id"]), target.revision, str(target.path))
-        kwargs["attn_implementation"] = attention_kernel(
-            settings, on_gpu=device != "cpu", flash_installed=flash_attention_installed()
-        )
-        if target.revision and not Path(reference).is_dir():
-            kwargs["revision"] = target.revision
-    else:
-        reference = require_model(str(target.base), where=str(target.path))
-    if quantize:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            **quantization_kwargs(target, dtype, use_cpu)
-        )
+    reference, kwargs = base_kwargs(target, device, quantize=quantize, dtype=dtype)
+    reference = require_model(reference, kwargs.get("revision"), where=str(target.path))
     model = _from_pretrained(AutoModelForCausalLM, reference, kwargs, _allow(target))
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
@@ -158,17 +182,16 @@ def load_target(
 
     if device is None:
         device = Placement(cpu=not gpu_available()).device()
-    use_cpu = device == "cpu"
     if target.is_run:
         from runner.logs import log_file_of, quiet_libraries
 
-        quiet_libraries(log_file_of(target.path, _command_name()), cpu=use_cpu)
+        quiet_libraries(log_file_of(target.path, _command_name()), cpu=device == "cpu")
     tokenizer = load_tokenizer(target)
     quantize = wants_4bit(target, base_4bit)
     if target.adapter:
         from peft import PeftModel
 
-        base = load_base_model(target, tokenizer, device, use_cpu, quantize=quantize)
+        base = load_base_model(target, tokenizer, device, quantize=quantize)
         try:
             model = PeftModel.from_pretrained(base, target.weights)
         except (OSError, ValueError, RuntimeError) as exc:
@@ -177,11 +200,7 @@ def load_target(
                 "(was it trained on this base model?)"
             ) from None
     else:
-        kwargs = {
-            "dtype": _torch_dtype(model_dtype(target, use_cpu)),
-            "device_map": {"": device},
-            "trust_remote_code": target.trust_remote_code,  # runner.after.target
-        }
+        kwargs = final_kwargs(target, device)
         model = _from_pretrained(AutoModelForCausalLM, target.weights, kwargs, _allow(target))
     model.eval()
     fmt = prompt_format(target.settings, tokenizer, target.path if target.is_run else None)
@@ -209,12 +228,6 @@ def _command_name() -> str:
     return context.info_name if context is not None and context.info_name else "after"
 
 
-def _torch_dtype(dtype: str) -> Any:
-    import torch
-
-    return dtype if dtype == "auto" else getattr(torch, dtype)
-
-
 def _allow(target: Target) -> str:
     """How to let a target's own code run (for needs_own_code's message)."""
     if target.is_run:
@@ -225,8 +238,11 @@ def _allow(target: Target) -> str:
 def _from_pretrained(
     cls: Any, reference: str, kwargs: dict[str, Any], allow: str = f"give {FLAG}"
 ) -> Any:
+    from runner.expand.model import from_pretrained_kwargs
+
     try:
-        return cls.from_pretrained(reference, local_files_only=True, **kwargs)
+        ready = from_pretrained_kwargs(kwargs)
+        return cls.from_pretrained(reference, local_files_only=True, **ready)
     except OSError as exc:
         raise AfterError(f"cannot load the model {reference}: {_first_line(exc)}") from None
     except (ImportError, ValueError) as exc:

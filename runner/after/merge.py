@@ -114,7 +114,7 @@ def merged_model(target: Target, dtype: str, qlora_base: str = DEFAULT_QLORA_BAS
         quiet_libraries(log_file_of(target.path, "merge"), cpu=True)  # merging runs on the CPU
     tokenizer = load_tokenizer(target)
     from_qlora = target.method == "qlora"
-    base = load_base_model(target, tokenizer, "cpu", use_cpu=False, quantize=False, dtype=dtype)
+    base = load_base_model(target, tokenizer, "cpu", quantize=False, dtype=dtype)
     if from_qlora and qlora_base == "4bit":
         load_weights(base, dequantized_4bit_weights(target, tokenizer))
     base_eos = base.generation_config.eos_token_id
@@ -134,7 +134,7 @@ def dequantized_4bit_weights(target: Target, tokenizer: PreTrainedTokenizerBase)
 
     from runner.after.load import load_base_model
 
-    quantized = load_base_model(target, tokenizer, "cpu", use_cpu=True, quantize=True)
+    quantized = load_base_model(target, tokenizer, "cpu", quantize=True)
     weights = {}
     for name, module in quantized.named_modules():
         weight = getattr(module, "weight", None)

@@ -153,7 +153,5 @@ def _base_answers(loaded: Any, prompts: list[list[int]], sampling: Any) -> list[
         with loaded.model.disable_adapter():
             return generate(loaded.model, loaded.tokenizer, prompts, sampling, loaded.stop_ids)
     device = next(loaded.model.parameters()).device
-    base = load_base_model(
-        loaded.target, loaded.tokenizer, str(device), device.type == "cpu", quantize=False
-    )
+    base = load_base_model(loaded.target, loaded.tokenizer, str(device), quantize=False)
     return generate(base, loaded.tokenizer, prompts, sampling, loaded.stop_ids)

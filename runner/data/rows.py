@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runner.data.formats import FIELDS, SHAPE, format_hint, missing_columns, normalize_row
+from runner.data.formats import FIELDS, format_hint, missing_columns, normalize_row
 from runner.data.sources import DataError, display_source, source_rows
 from runner.data.templates import (
     PromptFormat,
@@ -30,6 +30,7 @@ from runner.data.templates import (
     render_text_prompt,
     with_system_prompt,
 )
+from runner.expand.loss import LossSetup, loss_setup, recipe_shape
 from runner.recipe.settings import Settings
 
 if TYPE_CHECKING:
@@ -197,11 +198,10 @@ def load_examples(settings: Settings) -> Examples:
         raise DataError(
             "no training rows left after selection and bad-row skipping (check `rows:` and the data)"
         )
-    shapes = {SHAPE[s["format"]] for s in settings.sources}
     return Examples(
         train=[example for example, _ in train],
         eval=[example for example, _ in eval_rows],
-        shape=_shape(shapes),
+        shape=recipe_shape(settings),
         bad_rows=bad,
         skipped=len(bad),
         fingerprints=prints,
@@ -209,17 +209,6 @@ def load_examples(settings: Settings) -> Examples:
         eval_origins=[origin for _, origin in eval_rows],
         read=read_count,
     )
-
-
-def _shape(shapes: set[str]) -> str:
-    if len(shapes) == 1:
-        return next(iter(shapes))
-    if "text" in shapes:
-        raise DataError(
-            "format text cannot be mixed with other formats in one recipe "
-            "(text trains every token; put it in its own recipe or convert it)"
-        )
-    return "mixed"
 
 
 def trl_row(
@@ -244,86 +233,51 @@ def trl_row(
     return {"prompt": prompt, "completion": answer, **variables}
 
 
-def to_trl_rows(
-    examples: list[dict[str, Any]], shape: str, fmt: PromptFormat, end_of_turn: str
-) -> Dataset:
+def to_trl_rows(examples: list[dict[str, Any]], fmt: PromptFormat, loss: LossSetup) -> Dataset:
     """Render canonical examples into a Dataset of TRL rows."""
     from datasets import Dataset
 
-    as_messages = shape in ("messages", "mixed")
-    rows = [trl_row(e, fmt, end_of_turn, as_messages) for e in examples]
+    rows = [trl_row(e, fmt, loss.end_of_turn, loss.assistant_only) for e in examples]
     return Dataset.from_list(rows)
-
-
-def uses_assistant_only_loss(shape: str) -> bool:
-    """Multi-turn conversations train assistant turns only."""
-    return shape in ("messages", "mixed")
 
 
 @dataclass
 class TrainingData:
-    """A recipe's checked examples rendered for SFTTrainer, with what the loss needs.
+    """A recipe's checked examples rendered for SFTTrainer, with its loss setup.
 
     `train`/`eval` are TRL rows (`rendered_data`) or tokenized rows that each fit
-    max_length (`fit_data`, or stored by `recipe run`: runner.data.store); `counts` says what became of
-    every row (runner.data.truncation.RowCounts), when they were fitted."""
+    max_length (`fit_data`, or stored by `recipe run`: runner.data.store); `loss` says
+    which tokens are trained (runner.expand.loss); `counts` says what became of every row
+    (runner.data.truncation.RowCounts), when they were fitted."""
 
     examples: Examples
     train: Dataset
     eval: Dataset | None
-    end_of_turn: str
-    assistant_only: bool  # multi-turn: assistant turns only (else completion only)
+    loss: LossSetup
     counts: RowCounts | None = None
 
     @property
-    def completion_only(self) -> bool:
-        """Instruction rows train their completion only."""
-        return self.examples.shape == "instruction"
+    def end_of_turn(self) -> str:
+        return self.loss.end_of_turn
 
     @property
     def tokenized(self) -> bool:
         """Tokenized (fitted, or prepared by `recipe run`): the masks are in the rows."""
         return "input_ids" in self.train.column_names
 
-    @property
-    def assistant_only_loss(self) -> bool:
-        """Whether SFTTrainer must find the assistant turns itself (tokenized rows carry
-        their assistant mask, and TRL refuses the flag for them)."""
-        return self.assistant_only and not self.tokenized
-
 
 def rendered_data(settings: Settings, tokenizer: Any) -> TrainingData:
     """The recipe's rows rendered into TRL's dataset types, not tokenized (as SFTTrainer
-    would take them; the tests compare our tokenization with its own).
-
-    Multi-turn data switches the tokenizer to a chat template with generation markers
-    (rendering identically), so only assistant turns are trained.
-    """
+    would take them; the tests compare our tokenization with its own)."""
     examples = load_examples(settings)
-    end_of_turn, assistant_only = _template_for(settings, tokenizer, examples.shape)
+    loss = loss_setup(settings, tokenizer, examples.shape)
     fmt = PromptFormat.of(settings)
     return TrainingData(
         examples=examples,
-        train=to_trl_rows(examples.train, examples.shape, fmt, end_of_turn),
-        eval=to_trl_rows(examples.eval, examples.shape, fmt, end_of_turn)
-        if examples.eval
-        else None,
-        end_of_turn=end_of_turn,
-        assistant_only=assistant_only,
+        train=to_trl_rows(examples.train, fmt, loss),
+        eval=to_trl_rows(examples.eval, fmt, loss) if examples.eval else None,
+        loss=loss,
     )
-
-
-def _template_for(settings: Settings, tokenizer: Any, shape: str) -> tuple[str, bool]:
-    """(end-of-turn token, assistant turns only); a multi-turn shape gives the tokenizer
-    its training chat template (runner.data.templates)."""
-    from runner.data.templates import use_training_chat_template
-    from runner.expand.tokenizer import end_of_turn_token
-
-    end_of_turn = end_of_turn_token(tokenizer, settings.template)
-    assistant_only = uses_assistant_only_loss(shape)
-    if assistant_only:
-        use_training_chat_template(tokenizer)
-    return end_of_turn, assistant_only
 
 
 def fit_data(settings: Settings, tokenizer: Any) -> TrainingData:
@@ -342,13 +296,13 @@ def fit_data(settings: Settings, tokenizer: Any) -> TrainingData:
             "data.eval is given but none of its rows is left (every one was a bad row "
             "skipped by data.bad_rows: skip); fix the rows, or delete data.eval"
         )
-    end_of_turn, assistant_only = _template_for(settings, tokenizer, examples.shape)
+    loss = loss_setup(settings, tokenizer, examples.shape)
     fmt = PromptFormat.of(settings)
     splits = {"training": fitted(settings, tokenizer, examples.train, examples.train_origins,
-                                 examples.shape, fmt, end_of_turn)}  # fmt: skip
+                                 fmt, loss)}  # fmt: skip
     if examples.eval:
         splits["eval"] = fitted(settings, tokenizer, examples.eval, examples.eval_origins,
-                                examples.shape, fmt, end_of_turn)  # fmt: skip
+                                fmt, loss)  # fmt: skip
     require_fit(splits, row_limit(settings), settings.overlong_rows)
     train, evaluation = splits["training"], splits.get("eval")
     counts = RowCounts.of(
@@ -360,8 +314,7 @@ def fit_data(settings: Settings, tokenizer: Any) -> TrainingData:
         examples=examples,
         train=Dataset.from_list(train.rows),
         eval=Dataset.from_list(evaluation.rows) if evaluation is not None else None,
-        end_of_turn=end_of_turn,
-        assistant_only=assistant_only,
+        loss=loss,
         counts=counts,
     )
 
@@ -371,21 +324,18 @@ def fitted(
     tokenizer: Any,
     examples: list[dict[str, Any]],
     origins: list[str],
-    shape: str,
     fmt: PromptFormat,
-    end_of_turn: str,
+    loss: LossSetup,
 ) -> SplitFit:
-    """Canonical examples rendered through `fmt`, tokenized as SFTTrainer would, and
-    fitted to the recipe's limit by `data.overlong_rows` (runner.data.truncation)."""
+    """Canonical examples rendered through `fmt`, tokenized as SFTTrainer would with the
+    mask of `loss`, and fitted to the recipe's limit by `data.overlong_rows`
+    (runner.data.truncation)."""
     from runner.data.tokens import trained_tokens
     from runner.data.truncation import fit_split, row_limit
 
-    as_messages = shape in ("messages", "mixed")
-    column = None if shape == "text" else ("assistant_masks" if as_messages else "completion_mask")
-
     def tokens_of(example: dict[str, Any]) -> tuple[list[int], list[int]]:
-        row = trl_row(example, fmt, end_of_turn, as_messages)
-        return trained_tokens(tokenizer, row, end_of_turn)
+        row = trl_row(example, fmt, loss.end_of_turn, loss.assistant_only)
+        return trained_tokens(tokenizer, row, loss.end_of_turn)
 
     limit = row_limit(settings)
-    return fit_split(examples, origins, tokens_of, limit, settings.overlong_rows, column)
+    return fit_split(examples, origins, tokens_of, limit, settings.overlong_rows, loss.mask_column)

@@ -21,7 +21,7 @@ from typing import Any
 
 from runner.data import cache
 from runner.data.rows import Examples, TrainingData, fit_data
-from runner.data.templates import use_training_chat_template
+from runner.expand.loss import loss_setup
 from runner.recipe.settings import Settings
 from runner.strict_json import strict_json
 
@@ -114,8 +114,8 @@ def build_into(settings: Settings, folder: Path, key: str | None) -> dict[str, A
         "shape": examples.shape,
         "skipped_rows": examples.skipped,
         "sources": examples.fingerprints,
-        "end_of_turn": data.end_of_turn,
-        "assistant_only": data.assistant_only,
+        "end_of_turn": data.loss.end_of_turn,
+        "assistant_only": data.loss.assistant_only,
         "first_bad_row": examples.bad_rows[0].format() if examples.bad_rows else None,
         "eval_examples": examples.eval,  # canonical rows, for held-out exact match
         "seconds": round(time.perf_counter() - started, 2),
@@ -152,8 +152,6 @@ def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) 
     if prepared is None:
         return fit_data(settings, tokenizer)
     train, evaluation, record = prepared
-    if record["assistant_only"]:
-        use_training_chat_template(tokenizer)
     examples = Examples(
         train=[],
         eval=record["eval_examples"],
@@ -161,6 +159,7 @@ def training_data(settings: Settings, tokenizer: Any, home: Path | None = None) 
         skipped=record["skipped_rows"],
         fingerprints=record["sources"],
     )
+    # decided again from the same settings and tokenizer, as when the rows were prepared
     return TrainingData(
-        examples, train, evaluation, record["end_of_turn"], record["assistant_only"]
+        examples, train, evaluation, loss_setup(settings, tokenizer, record["shape"])
     )

@@ -7,31 +7,23 @@ gives the same prompt text, up to where the response starts.
 Which template a recipe uses is decided once (runner.recipe.template): `chat` (the
 model's own chat template), `alpaca` (the canonical Stanford Alpaca prompt,
 templates/alpaca.json), `plain` (the prompt as written, templates/plain.json), or a
-Jinja chat template file, which `load_tokenizer` attaches to the tokenizer.
+Jinja chat template file; which chat template text the tokenizer carries is decided by
+runner.expand.chat_template.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import TEMPLATES_DIR
 from runner.recipe.settings import Settings
 from runner.recipe.template import Template
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-# Training chat templates shipped in templates/, chosen by a marker of the model's template.
-TRAINING_TEMPLATES = (
-    ("Cutting Knowledge Date", "<|start_header_id|>", "llama3-training.jinja"),
-    ("<|assistant|>", "<|user|>", "zephyr-training.jinja"),
-)
-_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
 @dataclass(frozen=True)
@@ -129,44 +121,3 @@ def prompt_token_ids(
     for prompt-completion text; a chat template already writes its own BOS into the text.
     """
     return tokenizer(prompt_text, add_special_tokens=fmt.template.is_text)["input_ids"]
-
-
-def has_generation_markers(chat_template: str | None) -> bool:
-    return bool(chat_template) and _GENERATION.search(chat_template) is not None
-
-
-def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
-    """A chat template with `{% generation %}` markers that renders like the tokenizer's.
-
-    The tokenizer's own when it has the markers; a shipped training template for Llama 3
-    and Zephyr/TinyLlama; TRL's own for the templates TRL knows; None otherwise.
-    """
-    chat_template = tokenizer.chat_template
-    if not isinstance(chat_template, str) or not chat_template:
-        return None
-    if has_generation_markers(chat_template):
-        return chat_template
-    for marker, other, filename in TRAINING_TEMPLATES:
-        if marker in chat_template and other in chat_template:
-            return (TEMPLATES_DIR / filename).read_text(encoding="utf-8")
-    from trl.chat_template_utils import get_training_chat_template
-
-    try:
-        return get_training_chat_template(tokenizer)
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def use_training_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
-    """Give the tokenizer a chat template with generation markers (renders identically),
-    so multi-turn data trains assistant turns only; TemplateError when none is known."""
-    from runner.expand.tokenizer import TemplateError
-
-    training = training_chat_template(tokenizer)
-    if training is None:
-        raise TemplateError(
-            "multi-turn `messages` data trains assistant turns only, which needs a chat "
-            "template with {% generation %} markers; the model's template has none and no "
-            "training variant is known (write one and set `data.template: path/to/it.jinja`)"
-        )
-    tokenizer.chat_template = training

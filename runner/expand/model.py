@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from runner.expand.library_kwargs import bnb_kwargs
 from runner.expand.missing import ModelNotFoundError, first_line, require_gguf_package
 from runner.expand.placement import Placement, load_dtype, on_device
+from runner.expand.source import model_revision, model_source
 from runner.expand.tokenizer import load_tokenizer
 from runner.recipe.remote_code import needs_own_code
 from runner.recipe.settings import Settings
@@ -59,29 +60,86 @@ def attention_kernel(settings: Settings, *, on_gpu: bool, flash_installed: bool)
     return "flash_attention_2" if on_gpu and flash_installed and sixteen_bit else "sdpa"
 
 
-def model_kwargs(settings: Settings, placement: Placement, device: str) -> dict[str, Any]:
-    """Keyword arguments for `AutoModelForCausalLM.from_pretrained` (quantization as a dict;
-    `load_model` turns it into a BitsAndBytesConfig)."""
-    model = settings.model
+# 4-bit NF4 with double quantization, as the shipped QLoRA recipes train: the base of a
+# recipe without a quantization block asked to load in 4-bit (`--base-4bit`), and of an
+# adapter directory without a recipe.
+NF4 = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
+
+
+def quantization_fields(
+    settings: Settings | None, dtype: str, placement: Placement, *, force_4bit: bool = False
+) -> dict[str, Any] | None:
+    """BitsAndBytesConfig fields: the recipe's quantization block (None without one),
+    or with `force_4bit` that block or NF4 (`NF4`); a 4-bit compute dtype defaults to
+    the load dtype and is computable on the device (float16 -> float32 on the CPU)."""
+    fields = bnb_kwargs(settings) if settings is not None else None
+    if force_4bit and not (fields and (fields.get("load_in_4bit") or fields.get("load_in_8bit"))):
+        fields = dict(NF4)
+    if not fields:
+        return None
+    if fields.get("load_in_4bit"):
+        compute = fields.get("bnb_4bit_compute_dtype") or (dtype if dtype != "auto" else "bfloat16")
+        fields["bnb_4bit_compute_dtype"] = on_device(compute, placement)
+    return fields
+
+
+def model_kwargs(
+    settings: Settings,
+    placement: Placement,
+    device: str,
+    *,
+    source: str | None = None,
+    quantize: bool | None = None,
+    dtype: str | None = None,
+    one_process: bool = False,
+) -> dict[str, Any]:
+    """Keyword arguments for `AutoModelForCausalLM.from_pretrained` of a recipe's model,
+    for training and for every command that loads a run (quantization as a dict;
+    `from_pretrained_kwargs` turns it into a BitsAndBytesConfig).
+
+    `source`: what loads (default model.id; see `model_source`), which decides the
+    revision (`model_revision`). `quantize`: None as the recipe trains, True a 4-bit
+    base (`--base-4bit`), False unquantized. `dtype`: instead of model.dtype (merge's
+    --dtype). `one_process`: a command outside `recipe run` (no launch strategy places
+    the weights: the whole model goes on `device`)."""
+    load = dtype or load_dtype(settings, placement)
     kwargs: dict[str, Any] = {
-        "dtype": load_dtype(settings, placement),
+        "dtype": load,
         "attn_implementation": attention_kernel(
-            settings, on_gpu=not placement.cpu, flash_installed=flash_attention_installed()
+            settings, on_gpu=device != "cpu", flash_installed=flash_attention_installed()
         ),
         # the recipe asks, the command line allows: runner.recipe.remote_code
         "trust_remote_code": settings.trust_remote_code,
     }
-    if model.get("revision"):
-        kwargs["revision"] = model["revision"]
-    quantization = bnb_kwargs(settings)
+    revision = model_revision(settings, source or model_source(settings))
+    if revision:
+        kwargs["revision"] = revision
+    quantization = (
+        quantization_fields(settings, load, placement, force_4bit=bool(quantize))
+        if quantize is not False
+        else None
+    )
     if quantization:
-        if quantization.get("bnb_4bit_compute_dtype"):
-            compute = on_device(quantization["bnb_4bit_compute_dtype"], placement)
-            quantization["bnb_4bit_compute_dtype"] = compute
         kwargs["quantization_config"] = quantization
-    if not (settings.shards_weights or (settings.strategy == "deepspeed" and not quantization)):
+    engine_places = settings.shards_weights or (
+        settings.strategy == "deepspeed" and not quantization
+    )
+    if one_process or not engine_places:
         kwargs["device_map"] = {"": device}  # ZeRO-3 and FSDP place the shards themselves
     return kwargs
+
+
+def from_pretrained_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`model_kwargs` as `from_pretrained` takes them: torch dtypes, a BitsAndBytesConfig."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    ready = dict(kwargs)
+    if ready.get("dtype", "auto") != "auto":
+        ready["dtype"] = getattr(torch, ready["dtype"])
+    if "quantization_config" in ready:
+        ready["quantization_config"] = BitsAndBytesConfig(**ready["quantization_config"])
+    return ready
 
 
 def config_kwargs(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
@@ -161,16 +219,12 @@ def load_model(
     run made in `base_dir` (a `model.config` recipe's random weights, a GGUF file's
     dequantized weights). Embeddings grow to the tokenizer's size when a pad token was
     added."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
-    kwargs = model_kwargs(settings, placement, placement.device(local_rank))
-    if "quantization_config" in kwargs:
-        kwargs["quantization_config"] = BitsAndBytesConfig(**kwargs["quantization_config"])
-    source = str(base_dir) if settings.builds_base and base_dir else settings.model["id"]
-    if settings.builds_base:
-        kwargs.pop("revision", None)
+    source = model_source(settings, base_dir)
+    kwargs = model_kwargs(settings, placement, placement.device(local_rank), source=source)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, **from_pretrained_kwargs(kwargs))
     except OSError as exc:
         raise ModelNotFoundError(
             f"cannot load the model {source} (model.id): {first_line(exc)}; offline, it "

@@ -1,7 +1,7 @@
-"""Tokenizer settings: the byte-level tokenizer, the end-of-turn token and the pad policy.
+"""Tokenizer settings: the byte-level tokenizer and the pad policy.
 
-Pure choices (`end_of_turn_token`, `choose_pad_token`) take a tokenizer and return a token
-string; `load_tokenizer` is the one place that reads a tokenizer from disk or the hub and
+Pure choices (`choose_pad_token`; the end-of-turn token is runner.expand.loss's) take a
+tokenizer and return a token string; `load_tokenizer` is the one place that reads a tokenizer from disk or the hub and
 applies them, so training, `recipe preview` and the commands that use a trained run all
 see the same tokens.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.errors import UserError
+from runner.expand.chat_template import settle_chat_template
+from runner.expand.loss import assistant_only_loss, end_of_turn_token, recipe_shape
 from runner.expand.missing import ModelNotFoundError, first_line, require_gguf_package
+from runner.expand.source import model_revision
 from runner.recipe.models import gguf_tokenizer
 from runner.recipe.remote_code import needs_own_code
 from runner.recipe.resolve import BYTE_LEVEL
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 
 BYTE_PAD, BYTE_BOS, BYTE_EOS = "<pad>", "<s>", "</s>"
 
-# End-of-turn markers of known chat formats, most specific first.
-CHAT_END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>")
 # Tokens reserved for padding or harmless to pad with, in order of preference.
 RESERVED_PADS = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]")
 NEW_PAD = "<pad>"
@@ -56,28 +56,6 @@ def build_byte_level_tokenizer() -> PreTrainedTokenizerFast:
         eos_token=BYTE_EOS,
         model_max_length=1_000_000,
     )
-
-
-class TemplateError(UserError):
-    """The recipe's template cannot be used with its tokenizer."""
-
-
-def end_of_turn_token(tokenizer: PreTrainedTokenizerBase, template: Template) -> str:
-    """The token that ends every trained response, and that generation stops at.
-
-    With the model's chat template it is the chat format's end-of-turn marker
-    (`<|eot_id|>` for Llama 3, `</s>` for Zephyr/TinyLlama and Llama 2); with a text
-    template (alpaca, plain) it is the tokenizer's end-of-sequence token.
-    """
-    vocab = tokenizer.get_vocab()
-    if template.uses_chat_template:
-        chat_template = tokenizer.chat_template or ""
-        for token in CHAT_END_OF_TURN:
-            if token in vocab and token in chat_template:
-                return token
-    if tokenizer.eos_token is None:
-        raise ValueError("the tokenizer has no end-of-sequence token")
-    return tokenizer.eos_token
 
 
 def choose_pad_token(
@@ -131,8 +109,10 @@ def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
     """The tokenizer of a recipe, with its chat template and pad token settled.
 
     `model.tokenizer` wins over the model's own (`byte-level` builds the runner's byte
-    tokenizer; a GGUF model's own is the one in its file); a Jinja template file (`data.template: *.jinja`) becomes its chat
-    template. `template: chat` with a tokenizer that has none is a TemplateError here,
+    tokenizer; a GGUF model's own is the one in its file). Its chat template is decided
+    by runner.expand.chat_template: a Jinja template file (`data.template: *.jinja`),
+    else its own; the marked variant when the recipe's conversations train assistant
+    turns only. `template: chat` with a tokenizer that has none is a TemplateError here,
     before any model loads. A pad token missing from the vocabulary is added; the
     caller resizes the model's embeddings to `len(tokenizer)`.
     """
@@ -150,7 +130,7 @@ def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
         try:
             tokenizer = AutoTokenizer.from_pretrained(
                 source,
-                revision=model.get("revision") if source == model.get("id") else None,
+                revision=model_revision(settings, str(source)),
                 trust_remote_code=settings.trust_remote_code,  # runner.recipe.remote_code
             )
         except (OSError, ValueError) as exc:
@@ -162,14 +142,13 @@ def load_tokenizer(settings: Settings) -> PreTrainedTokenizerBase:
                 "must be a local directory or in the Hugging Face cache"
             ) from None
     template = settings.template
-    if template.path is not None:
-        tokenizer.chat_template = template.path.read_text(encoding="utf-8")
-    elif template.kind == "chat" and not tokenizer.chat_template:
-        raise TemplateError(
-            f"data.template is chat, but the tokenizer {source} has no chat template; use "
-            "`template: alpaca` or `template: plain` (text prompts), or a .jinja chat "
-            "template file relative to the recipe"
-        )
+    # the one decision of the chat template training renders with (runner.expand.chat_template)
+    settle_chat_template(
+        tokenizer,
+        template,
+        assistant_only=assistant_only_loss(recipe_shape(settings)),
+        source=f"the tokenizer {source}",
+    )
     end_of_turn = end_of_turn_token(tokenizer, template)
     pad, is_new = choose_pad_token(tokenizer, end_of_turn, model.get("pad_token"))
     if is_new:

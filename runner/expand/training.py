@@ -2,8 +2,8 @@
 
 `library_kwargs.sft_kwargs` gives the recipe's `training` block; `run_sft_kwargs` adds the
 data-dependent and machine-dependent arguments on top, all in plain sight:
-- the loss mask: `completion_only_loss` for prompt-completion rows, `assistant_only_loss`
-  for multi-turn conversations;
+- the loss mask of the run's `LossSetup` (runner.expand.loss): `completion_only_loss`
+  for prompt-completion rows, `assistant_only_loss` for multi-turn conversations;
 - `eos_token` = the end-of-turn token (TRL appends it to every completion and mirrors it
   onto the model's generation config); the pad token is set on the tokenizer itself
   (TRL reads it from there; its `pad_token` argument is deprecated);
@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.expand.engines import deepspeed_file
 from runner.expand.library_kwargs import sft_kwargs
+from runner.expand.loss import LossSetup
 from runner.expand.placement import Placement, cpu_bf16
 from runner.recipe.settings import Settings
 
@@ -30,20 +31,21 @@ from runner.recipe.settings import Settings
 def run_sft_kwargs(
     settings: Settings,
     placement: Placement,
+    loss: LossSetup,
     *,
-    end_of_turn: str,
-    assistant_only: bool,
     has_eval: bool,
-    completion_only: bool = False,
+    tokenized: bool = True,
 ) -> dict[str, Any]:
-    """Keyword arguments for `trl.SFTConfig` for this run on this machine."""
+    """Keyword arguments for `trl.SFTConfig` for this run on this machine, training (or
+    `recipe eval` scoring) the tokens `loss` says (runner.expand.loss); `tokenized`: the
+    rows carry their masks (prepared by the runner), else TRL finds them."""
     kwargs = sft_kwargs(settings)
-    kwargs["eos_token"] = end_of_turn
-    if assistant_only:
-        kwargs["assistant_only_loss"] = True
+    kwargs["eos_token"] = loss.end_of_turn
+    if loss.assistant_only and not tokenized:
+        kwargs["assistant_only_loss"] = True  # TRL refuses the flag for tokenized rows
     else:
         # said, not left to TRL: prepared rows are tokenized, so TRL cannot see their kind
-        kwargs.setdefault("completion_only_loss", True if completion_only else None)
+        kwargs.setdefault("completion_only_loss", True if loss.completion_only else None)
     if placement.cpu:
         kwargs["use_cpu"] = True
         kwargs["bf16"] = cpu_bf16(settings, placement)
