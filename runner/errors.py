@@ -22,3 +22,9 @@ class UserError(Exception):
     def report(self) -> list[str]:
         """The lines printed to stderr for this error."""
         return [f"error: {self}"]
+
+
+class DataError(UserError):
+    """A data problem a user can fix; the message says where (source and row or line),
+    what, and how. Here, not with the reader, so that code turning rows into something
+    else can say a row is wrong without importing the reader."""

@@ -196,8 +196,8 @@ def test_text_cannot_be_mixed_with_instruction_data(tmp_path):
 
 
 def test_instruction_and_messages_sources_mix_as_conversations(tmp_path):
-    from runner.data.rows import trl_row
     from runner.data.templates import PromptFormat
+    from runner.data.trl_rows import trl_row
 
     a = write_jsonl(tmp_path / "a.jsonl", ALPACA_ROWS[:2])
     m = write_jsonl(

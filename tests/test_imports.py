@@ -5,6 +5,7 @@ from Python until the function runs, not from this test); imports under
 
 - No import cycle: data flows one way (recipe -> lint/plan -> expand -> data -> train).
 - run/ (the training process's side) does not reach into lint/ (the checks before it).
+- Turning examples into TRL rows (data.trl_rows) imports nothing that reads data.
 """
 
 from __future__ import annotations
@@ -126,3 +127,20 @@ def test_run_does_not_reach_into_lint() -> None:
         if target.startswith("runner.lint")
     }
     assert not reaching
+
+
+def reachable(name: str) -> set[str]:
+    """Every runner module `name` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for target in GRAPH[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_turning_examples_into_trl_rows_imports_nothing_from_the_reader() -> None:
+    readers = {"runner.data.sources", "runner.data.files", "runner.data.rows"}
+    assert not reachable("runner.data.trl_rows") & readers
+    assert "runner.data.trl_rows" in reachable("runner.data.rows")  # the path that uses it

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from conftest import settings_of
 
-from runner.data.rows import trl_row
 from runner.data.templates import PromptFormat, render_prompt
 from runner.data.tokens import trained_tokens
+from runner.data.trl_rows import trl_row
 from runner.expand.chat_template import training_chat_template
 from runner.expand.tokenizer import end_of_turn_token, load_tokenizer
 

@@ -20,12 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UserError
-
-
-class DataError(UserError):
-    """A data problem a user can fix; the message says where, what, and how."""
-
+from runner.errors import DataError
 
 SURROGATE = re.compile("[\ud800-\udfff]")
 LONE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # where a lone surrogate can come from

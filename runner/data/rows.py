@@ -6,14 +6,7 @@ with the recipe's seed, checks each row and applies `data.bad_rows`, mixes the s
 and splits off the eval rows. `fit_data` renders and tokenizes them as SFTTrainer would
 and applies `data.overlong_rows` (runner.data.truncation), counting every row: the one
 path `recipe lint --data`, `recipe preview` and `recipe run` read data through.
-`to_trl_rows` renders canonical examples through the recipe's template into TRL's
-dataset types:
-- text templates (alpaca, plain): {"prompt": text, "completion": response + end-of-turn}
-  (prompt-completion, so only the completion is trained);
-- the chat template: {"prompt": [turns], "completion": [assistant turn]} (conversational
-  prompt-completion), or {"messages": [...]} when any source is multi-turn (then only
-  assistant turns are trained, through a training template with generation markers);
-- text data: {"text": ...} (every token trained).
+`to_trl_rows` (runner.data.trl_rows) renders the examples into TRL's rows.
 """
 
 from __future__ import annotations
@@ -24,12 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from runner.data.formats import FIELDS, format_hint, missing_columns, normalize_row
 from runner.data.sources import DataError, display_source, source_rows
-from runner.data.templates import (
-    PromptFormat,
-    chat_messages,
-    render_text_prompt,
-    with_system_prompt,
-)
+from runner.data.templates import PromptFormat
+from runner.data.trl_rows import to_trl_rows, trl_row
 from runner.expand.loss import LossSetup, loss_setup, recipe_shape
 from runner.recipe.settings import Settings
 
@@ -209,36 +198,6 @@ def load_examples(settings: Settings) -> Examples:
         eval_origins=[origin for _, origin in eval_rows],
         read=read_count,
     )
-
-
-def trl_row(
-    example: dict[str, Any], fmt: PromptFormat, end_of_turn: str, as_messages: bool
-) -> dict[str, Any]:
-    """One canonical example as a TRL training row (see the module docstring). A row that
-    goes through a chat template carries the template's variables (TRL's
-    `chat_template_kwargs`), so TRL renders it as the runner does."""
-    system = fmt.system_prompt
-    if "text" in example:
-        return {"text": example["text"]}
-    if fmt.template.is_text and "messages" not in example:
-        prompt = render_text_prompt(fmt.template, example["instruction"], example["input"])
-        return {"prompt": prompt, "completion": example["response"] + end_of_turn}
-    variables = {"chat_template_kwargs": fmt.variables} if fmt.variables else {}
-    if "messages" in example:
-        return {"messages": with_system_prompt(example["messages"], system), **variables}
-    prompt = chat_messages(example["instruction"], example["input"], system)
-    answer = [{"role": "assistant", "content": example["response"]}]
-    if as_messages:
-        return {"messages": prompt + answer, **variables}
-    return {"prompt": prompt, "completion": answer, **variables}
-
-
-def to_trl_rows(examples: list[dict[str, Any]], fmt: PromptFormat, loss: LossSetup) -> Dataset:
-    """Render canonical examples into a Dataset of TRL rows."""
-    from datasets import Dataset
-
-    rows = [trl_row(e, fmt, loss.end_of_turn, loss.assistant_only) for e in examples]
-    return Dataset.from_list(rows)
 
 
 @dataclass

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runner.data.files import DataError
 from runner.data.formats import SHAPE
+from runner.errors import DataError
 from runner.expand.chat_template import TemplateError, has_generation_markers
 from runner.recipe.settings import Settings
 from runner.recipe.template import Template
