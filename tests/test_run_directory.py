@@ -13,7 +13,7 @@ import pytest
 from runner.run.directory import RunDirectory, RunDirError, this_host
 from runner.run.metrics import loss_curves, plot_loss
 from runner.run.ownership import claim_run_dir
-from runner.run.record import summary_line
+from runner.run.summary import summary_line
 
 
 def claim(path: Path, **flags):

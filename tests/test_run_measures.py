@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from conftest import tiny_recipe, write_recipe
 
 from runner.cli import main
+from runner.run.measures import gpu_peak_tflops, memory_record, utilisation
 from runner.run.metrics import RunMeter
-from runner.run.record import gpu_peak_tflops, memory_record, summary_line, utilisation
+from runner.run.summary import summary_line
 
 pytestmark = pytest.mark.slow
 

@@ -51,8 +51,9 @@ def report(home, settings, code: int, interrupts: int, session: str) -> str:
 def finish(run_dir, code: int, interrupts: int, session: str) -> str:
     """The summary of a run that succeeded; RunStopped / UserError for one that did not."""
     from runner.run.directory import now
-    from runner.run.record import resume_command, stop_record, summary_line
+    from runner.run.record import resume_command, stop_record
     from runner.run.session import close_session, is_current, last_logged_step
+    from runner.run.summary import summary_line
 
     if not is_current(run_dir, session):
         raise UserError(

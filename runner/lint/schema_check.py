@@ -12,21 +12,20 @@ import math
 import re
 from typing import Any
 
-from runner.lint.rules.renamed_keys import KEY_FIXES
 from runner.lint.spelling import closest
-from runner.recipe.diagnostics import Diagnostic, dotted
+from runner.lint.unknown_keys import unknown_keys
+from runner.lint.wording import (
+    describe_type,
+    did_you_mean,
+    expected_words,
+    infinite_word,
+    place_of,
+    shown,
+)
+from runner.recipe.diagnostics import Diagnostic
 from runner.recipe.load import Recipe
-from runner.recipe.schema import key_homes, load_schema
+from runner.recipe.schema import load_schema
 
-TYPE_WORDS = {
-    "string": "text",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "true or false",
-    "object": "a mapping (key: value lines)",
-    "array": "a list",
-    "null": "null",
-}
 INT64_MAX = 2**63 - 1
 # keys whose absence has its own rule ID
 REQUIRED_RULES = {"output_dir": "output-dir-missing"}
@@ -39,11 +38,6 @@ REQUIRED_HINTS = {
 }
 # common shorthands for allowed values
 ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
-LIBRARY_BLOCKS = {
-    "training": "SFTConfig",
-    "lora": "LoraConfig",
-    "quantization": "BitsAndBytesConfig",
-}
 
 
 @functools.cache
@@ -87,7 +81,7 @@ def value_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagn
             recipe.diagnostic(
                 "bad-value",
                 path,
-                f"{_where(path)} holds a NUL character (a \\0 or \\x00 escape)",
+                f"{place_of(path)} holds a NUL character (a \\0 or \\x00 escape)",
                 "delete the escape; no path, id or name can hold it",
             )
         ]
@@ -96,7 +90,7 @@ def value_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagn
             recipe.diagnostic(
                 "bad-value",
                 path,
-                f"{_where(path)} is a whole number of {len(str(abs(data)))} digits, beyond "
+                f"{place_of(path)} is a whole number of {len(str(abs(data)))} digits, beyond "
                 "what a 64-bit integer holds",
                 f"write a number between -{INT64_MAX} and {INT64_MAX}",
             )
@@ -106,7 +100,7 @@ def value_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagn
             recipe.diagnostic(
                 "bad-value",
                 path,
-                f"{_where(path)} must be a finite number, not {_infinite_word(data)}",
+                f"{place_of(path)} must be a finite number, not {infinite_word(data)}",
                 "write an ordinary number such as 2e-5; .nan, .inf and numbers beyond a "
                 "float's range (like 1e400) cannot train",
             )
@@ -119,7 +113,7 @@ def value_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagn
                     recipe.diagnostic(
                         "bad-value",
                         (*path, key),
-                        f"the key {_shown(key)} holds a NUL character",
+                        f"the key {shown(key)} holds a NUL character",
                         "delete the \\0 or \\x00 escape from the key",
                     )
                 )
@@ -131,49 +125,6 @@ def value_diagnostics(recipe: Recipe, data: Any, path: tuple = ()) -> list[Diagn
     return out
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    """repr(value), cut to `limit` characters: a value pasted by mistake (a whole file)
-    is not repeated in full."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 4]}...{text[-1]}"
-
-
-def _infinite_word(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    return "infinity" if value > 0 else "minus infinity"
-
-
-def describe_type(value: Any) -> str:
-    """A value in words, for "must be X, not Y" messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {_shown(value)}"
-    if isinstance(value, str):
-        return f"the text {_shown(value)}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _expected(types: Any) -> str:
-    if isinstance(types, str):
-        types = [types]
-    if len(types) > 1:
-        types = [t for t in types if t != "null"]  # "or null" only confuses
-    words = [TYPE_WORDS.get(t, t) for t in types]
-    return " or ".join(words)
-
-
-def _where(path: tuple) -> str:
-    return dotted(path) if path else "the recipe"
-
-
 def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
     """One jsonschema error as the diagnostics a user can act on."""
     path = tuple(error.absolute_path)
@@ -182,8 +133,8 @@ def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
             recipe.diagnostic(
                 "bad-value",
                 path,
-                f"{_where(path)} must be a count of at least 1 or a slice 'start:stop', "
-                f"not {_shown(error.instance)}",
+                f"{place_of(path)} must be a count of at least 1 or a slice 'start:stop', "
+                f"not {shown(error.instance)}",
                 "e.g. `rows: 1000` (the first 1000) or `rows: '100:600'`",
             )
         ]
@@ -191,13 +142,13 @@ def _describe(recipe: Recipe, error: Any) -> list[Diagnostic]:
         return _bad_property_names(recipe, path, error)
     describe = DESCRIBERS.get(error.validator)
     if describe is None:
-        return [_bound(recipe, path, _where(path), error)]
+        return [_bound(recipe, path, place_of(path), error)]
     return describe(recipe, path, error)
 
 
 def _unknown_keys_error(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
     schema = error.schema if isinstance(error.schema, dict) else {}
-    return _unknown_keys(recipe, path, error.instance, schema)
+    return unknown_keys(recipe, path, error.instance, schema)
 
 
 def _missing_key(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
@@ -205,7 +156,7 @@ def _missing_key(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
     match = re.match(r"'(.+?)' is a required property", error.message)
     missing = match.group(1) if match else str(error.validator_value)
     description = schema.get("properties", {}).get(missing, {}).get("description", "")
-    where = f"in {_where(path)}" if path else "in the recipe"
+    where = f"in {place_of(path)}" if path else "in the recipe"
     hint = REQUIRED_HINTS.get(missing) or (
         f"add `{missing}:`" + (f" - {description}" if description else "")
     )
@@ -218,7 +169,7 @@ def _wrong_type(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
         recipe.diagnostic(
             "wrong-type",
             path,
-            f"{_where(path)} must be {_expected(error.validator_value)}, not "
+            f"{place_of(path)} must be {expected_words(error.validator_value)}, not "
             f"{describe_type(error.instance)}",
             _type_hint(error.validator_value, error.instance),
         )
@@ -236,19 +187,19 @@ def _not_allowed(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
         recipe.diagnostic(
             "bad-value",
             path,
-            f"{_where(path)} is {_shown(error.instance)}, not one of the allowed values",
+            f"{place_of(path)} is {shown(error.instance)}, not one of the allowed values",
             hint + "allowed: " + ", ".join(allowed),
         )
     ]
 
 
 def _not_const(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
-    key = _where(path)
+    key = place_of(path)
     return [
         recipe.diagnostic(
             "bad-value",
             path,
-            f"{key} must be {error.validator_value!r}, not {_shown(error.instance)}",
+            f"{key} must be {error.validator_value!r}, not {shown(error.instance)}",
             f"write `{path[-1] if path else key}: {error.validator_value}`",
         )
     ]
@@ -262,11 +213,11 @@ def _property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]
         recipe.diagnostic(
             "unknown-key",
             (*path, name),
-            f"{_shown(name)} is not a field of any data format",
-            _did_you_mean(name, allowed) + "fields: " + ", ".join(allowed),
+            f"{shown(name)} is not a field of any data format",
+            did_you_mean(name, allowed) + "fields: " + ", ".join(allowed),
         )
         for name in bad
-    ] or [recipe.diagnostic("bad-value", path, f"{_where(path)}: {error.message}", "")]
+    ] or [recipe.diagnostic("bad-value", path, f"{place_of(path)}: {error.message}", "")]
 
 
 def _bad_property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
@@ -276,8 +227,8 @@ def _bad_property_names(recipe: Recipe, path: tuple, error: Any) -> list[Diagnos
         recipe.diagnostic(
             "unknown-key",
             (*path, name),
-            f"{_shown(str(name))} in {_where(path)} is not a field of any data format",
-            _did_you_mean(name, allowed)
+            f"{shown(str(name))} in {place_of(path)} is not a field of any data format",
+            did_you_mean(name, allowed)
             + "map a format field to your column: `columns: {instruction: my_question}`; "
             "fields: " + ", ".join(allowed),
         )
@@ -300,78 +251,11 @@ def _type_hint(expected: Any, value: Any) -> str:
         return "write a mapping, one `key: value` per indented line"
     if "string" in expected:
         return f"quote it to make it text: '{value}'"
-    return f"write {_expected(expected)}"
-
-
-def _did_you_mean(word: str, candidates: list[str]) -> str:
-    guess = closest(word, candidates)
-    return f"did you mean '{guess}'? " if guess else ""
-
-
-def _unknown_keys(
-    recipe: Recipe, path: tuple, instance: Any, schema: dict[str, Any]
-) -> list[Diagnostic]:
-    known = list(schema.get("properties", {}))
-    block = str(path[-1]) if len(path) == 1 else ""
-    return [
-        _misplaced_key(recipe, path, str(name)) or _unknown_key(recipe, path, str(name), known)
-        for name in instance
-        if name not in known and not (len(path) <= 1 and (block, name) in KEY_FIXES)
-        # (a key in KEY_FIXES: the renamed_keys rules say where it went)
-    ]
-
-
-def _misplaced_key(recipe: Recipe, path: tuple, name: str) -> Diagnostic | None:
-    """A key the recipe has, by this very name, in another block: where it belongs."""
-    here = ".".join(str(part) for part in path if not isinstance(part, int))
-    homes = [key for key in key_homes().get(name, ()) if key.rpartition(".")[0] != here]
-    if not homes:
-        return None
-    blocks = [key.rpartition(".")[0] for key in homes]
-    places = " or ".join(block or "the top level" for block in blocks)
-    moves = " or ".join(
-        f"under {block} ({key})" if block else "to the top level, unindented"
-        for block, key in zip(blocks, homes, strict=True)
-    )
-    where = f"in {_where(path)}" if path else "at the top level"
-    return recipe.diagnostic(
-        "misplaced-key",
-        (*path, name),
-        f"{_shown(name)} belongs in {places}, not {where}",
-        f"move it {moves}",
-    )
-
-
-def _unknown_key(recipe: Recipe, path: tuple, name: str, known: list[str]) -> Diagnostic:
-    """A key known nowhere: the closest key here, else the closest key elsewhere."""
-    block = str(path[-1]) if len(path) == 1 else ""
-    hint = _did_you_mean(name, known)
-    if not hint:
-        home = _nearest_home(name, path)
-        if home:
-            hint = f"did you mean {home}? (move it under {home.rpartition('.')[0]}) "
-    if block in LIBRARY_BLOCKS:
-        hint += f"{block} takes {LIBRARY_BLOCKS[block]} fields; see `recipe explain {block}`"
-    elif not hint:
-        hint = "known keys: " + ", ".join(known)
-    return recipe.diagnostic(
-        "unknown-key", (*path, name), f"unknown key {_shown(name)} in {_where(path)}", hint.strip()
-    )
-
-
-def _nearest_home(name: str, path: tuple) -> str | None:
-    """`optm` anywhere -> `training.optim`: the closest key name of another block."""
-    here = ".".join(str(part) for part in path if not isinstance(part, int))
-    homes = {
-        leaf: [key for key in keys if key.rpartition(".")[0] != here]
-        for leaf, keys in key_homes().items()
-    }
-    guess = closest(name, [leaf for leaf, keys in homes.items() if keys])
-    return homes[guess][0] if guess else None
+    return f"write {expected_words(expected)}"
 
 
 def _alternatives(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
-    key = _where(path)
+    key = place_of(path)
     if path == ("model",):
         if not isinstance(error.instance, dict):
             return []  # the `type: object` error already says what model must be
@@ -400,7 +284,7 @@ def _alternatives(recipe: Recipe, path: tuple, error: Any) -> list[Diagnostic]:
             recipe.diagnostic(
                 "wrong-type",
                 path,
-                f"{key} must be {_expected(list(dict.fromkeys(flat)))}, not "
+                f"{key} must be {expected_words(list(dict.fromkeys(flat)))}, not "
                 f"{describe_type(error.instance)}",
                 _type_hint(flat, error.instance),
             )
@@ -436,10 +320,10 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
         (error.schema or {}).get("description", "") if isinstance(error.schema, dict) else ""
     )
     if kind in words:
-        message = f"{key} must be {words[kind]}, not {_shown(value)}"
+        message = f"{key} must be {words[kind]}, not {shown(value)}"
         description = _default_hint(error.schema) or description or f"use a value {words[kind]}"
     elif kind == "multipleOf" and limit == 1:
-        message = f"{key} must be a whole number when it is 1 or more, not {_shown(value)}"
+        message = f"{key} must be a whole number when it is 1 or more, not {shown(value)}"
         description = "below 1 it is a fraction of the total steps, e.g. 0.1 for every 10%"
     elif kind == "not" and isinstance(limit, dict) and "const" in limit:
         message = f"{key} must not be {limit['const']!r}"
@@ -448,11 +332,11 @@ def _bound(recipe: Recipe, path: tuple, key: str, error: Any) -> Diagnostic:
     elif kind == "minItems":
         message = f"{key} needs at least {limit} item(s)"
     elif kind == "pattern" and path == ("name",):
-        message = f"name {_shown(value)} may use only lowercase letters, digits, '.', '_' and '-'"
+        message = f"name {shown(value)} may use only lowercase letters, digits, '.', '_' and '-'"
         suggestion = re.sub(r"[^a-z0-9._-]+", "-", str(value).lower()).strip("-._") or "my-recipe"
         description = f"e.g. `name: {suggestion}`"
     elif kind == "pattern":
-        message = f"{key} {_shown(value)} does not match the pattern {limit}"
+        message = f"{key} {shown(value)} does not match the pattern {limit}"
     else:
         message = f"{key}: {error.message}"
     return recipe.diagnostic("bad-value", path, message, description)
